@@ -1,0 +1,1 @@
+"""Models: the bundled offline checkpoints, the papers' hub checkpoints, small networks."""

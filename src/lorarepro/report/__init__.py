@@ -1,0 +1,1 @@
+"""What a reader sees: claim checks, tables, figures and the papermill reports."""
