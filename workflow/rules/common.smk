@@ -163,3 +163,8 @@ def all_targets():
 
 def paper_records_of(wildcards):
     return paper_records(wildcards.paper)
+
+
+for _paper in PAPERS:
+
+    include: f"common/{_paper}.smk"

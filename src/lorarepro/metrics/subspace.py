@@ -1,0 +1,34 @@
+"""Principal angles between subspaces, in the forms the papers use (all batched over leading dims)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def orthonormal_basis(matrix: torch.Tensor, rank: int | None = None) -> torch.Tensor:
+    """Orthonormal basis of the column space (the top-`rank` left singular vectors if rank is given)."""
+    if rank is None:
+        q, _ = torch.linalg.qr(matrix)
+        return q
+    u, _, _ = torch.linalg.svd(matrix, full_matrices=False)
+    return u[..., :rank]
+
+
+def principal_angles(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Principal angles (radians, ascending) between the spans of orthonormal bases u (n×p) and v (n×q)."""
+    s = torch.linalg.svdvals(u.transpose(-2, -1) @ v).clamp(-1.0, 1.0)
+    return torch.arccos(s).flip(-1)
+
+
+def sin_theta(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """‖U_⊥ᵀ V‖_op for orthonormal u, v of equal width: the sine of the largest principal angle.
+
+    Computed as sqrt(1 − σ_min(UᵀV)²), so no complement basis is ever formed.
+    """
+    s = torch.linalg.svdvals(u.transpose(-2, -1) @ v)
+    return torch.sqrt(torch.clamp(1.0 - s[..., -1] ** 2, min=0.0))
+
+
+def projection_residual(u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """‖(I − UUᵀ) X‖_F: how much of X lies outside span(u) (u orthonormal)."""
+    return torch.linalg.matrix_norm(x - u @ (u.transpose(-2, -1) @ x))

@@ -1,0 +1,1 @@
+# Helper functions of the nora rules (kept apart from rules, as the Snakemake linter asks).
