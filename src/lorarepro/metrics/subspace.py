@@ -17,7 +17,7 @@ def orthonormal_basis(matrix: torch.Tensor, rank: int | None = None) -> torch.Te
 def principal_angles(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Principal angles (radians, ascending) between the spans of orthonormal bases u (n×p) and v (n×q)."""
     s = torch.linalg.svdvals(u.transpose(-2, -1) @ v).clamp(-1.0, 1.0)
-    return torch.arccos(s).flip(-1)
+    return torch.arccos(s)
 
 
 def sin_theta(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
