@@ -3,6 +3,8 @@ import json
 import sys
 from pathlib import Path
 
+from snakemake.io import report as report_output  # `report(` is a keyword inside .smk files
+
 # The library lives in src/; the driver process imports it from there, so `snakemake` works from a
 # checkout even where the package is not installed (jobs use the installed package or conda env).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
@@ -123,8 +125,15 @@ def model_dir(name):
 
 
 def figure_files(paper, stem):
-    """A figure in every configured format: results/<paper>/figures/<stem>.<fmt>."""
-    return [f"results/{paper}/figures/{stem}.{fmt}" for fmt in FIGURE_FORMATS]
+    """A figure in every configured format: results/<paper>/figures/<stem>.<fmt>.
+
+    The PNG is marked for `snakemake --report`, filed under the paper and the figure.
+    """
+    return [
+        report_output(path, category=paper, subcategory=stem) if fmt == "png" else path
+        for fmt in FIGURE_FORMATS
+        for path in [f"results/{paper}/figures/{stem}.{fmt}"]
+    ]
 
 
 def run_records(paper, experiment, methods_settings, seed_list):
@@ -168,3 +177,13 @@ def paper_records_of(wildcards):
 for _paper in PAPERS:
 
     include: f"common/{_paper}.smk"
+
+
+def paper_products_of(wildcards):
+    return paper_products(wildcards.paper)
+
+
+def report_spec_of(wildcards):
+    """The paper's report text, if it has one yet (the report renders claims either way)."""
+    path = Path(workflow.basedir) / "workflow" / "report" / f"{wildcards.paper}.yaml"
+    return [str(path.relative_to(workflow.basedir))] if path.exists() else []
