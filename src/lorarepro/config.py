@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping
 import jsonschema
 import yaml
 from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 SCALES = ("smoke", "default", "paper")
 PAPERS = ("meta_lora", "ntk_lora", "lora_one", "nora", "deep_lora")
@@ -34,7 +35,10 @@ def load_schema(schema_dir: Path = SCHEMA_DIR) -> tuple[dict, Registry]:
     resources = []
     for path in sorted(schema_dir.rglob("*.schema.yaml")):
         doc = yaml.safe_load(path.read_text())
-        resources.append((path.relative_to(schema_dir).as_posix(), Resource.from_contents(doc)))
+        # A `$schema` key would make jsonschema switch to its stock validator inside $refs and
+        # lose default-filling; every file is draft 2020-12, which the registry assumes.
+        doc.pop("$schema", None)
+        resources.append((path.relative_to(schema_dir).as_posix(), Resource.from_contents(doc, default_specification=DRAFT202012)))
     registry = Registry().with_resources(resources)
     return registry["config.schema.yaml"].contents, registry
 

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole default reproduction: every figure, table, claim check and report, offline on CPU.
+# Extra arguments go to Snakemake, e.g. `bash scripts/reproduce.sh nora` or `... --config scale=smoke`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} HF_DATASETS_OFFLINE=${HF_DATASETS_OFFLINE:-1}
+exec .venv/bin/snakemake --cores "${CORES:-all}" "$@"

@@ -1,0 +1,43 @@
+"""Shared fixtures: the repository root, and one smoke-scale run of the whole DAG in a scratch copy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# What a clean checkout holds; generated folders stay behind.
+_SKIP = {".git", ".venv", "results", "reports", "resources", ".snakemake", ".pytest_cache", "__pycache__"}
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A scratch copy of the workflow (sources only) to run Snakemake in without touching the checkout."""
+    shutil.copytree(ROOT, dest, ignore=lambda d, names: [n for n in names if n in _SKIP or n.endswith(".egg-info")])
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 1800, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(workdir / "src")}
+    proc = subprocess.run([*SNAKEMAKE, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """The complete DAG at smoke scale, run once per test session; returns its working directory."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("smoke") / "workflow")
+    snakemake(workdir, "--cores", "2", "--config", "scale=smoke")
+    return workdir
