@@ -166,8 +166,14 @@ def paper_products(paper):
     return OUTPUTS[paper]["tables"] + OUTPUTS[paper]["figures"]
 
 
-def all_targets():
+def report_targets():
     return [f"reports/{paper}.html" for paper in ENABLED_PAPERS] + ["reports/index.html"]
+
+
+def all_targets():
+    """Every report, and (offline) every bundled asset, so one run prepares the machine completely."""
+    assets = [dataset_dir(d) for d in OFFLINE_DATASETS] + [model_dir(m) for m in OFFLINE_MODELS]
+    return report_targets() + (assets if DATA_SOURCE == "bundled" else [])
 
 
 def paper_records_of(wildcards):

@@ -47,5 +47,5 @@ rule materialize_model:
 rule resources:
     """Every offline data set and model (the bundled assets), e.g. to prepare a machine once."""
     input:
-        expand("resources/data/{dataset}", dataset=OFFLINE_DATASETS),
-        expand("resources/models/{model}", model=OFFLINE_MODELS),
+        [dataset_dir(d) for d in OFFLINE_DATASETS],
+        [model_dir(m) for m in OFFLINE_MODELS],

@@ -105,10 +105,21 @@ rule index_report:
 rule reports:
     """Every HTML report: one per paper and the index."""
     input:
-        all_targets(),
+        report_targets(),
 
 
 rule regenerate_paper_figures:
     """Every figure and table of the enabled papers (no reports)."""
     input:
         [paper_products(paper) for paper in ENABLED_PAPERS],
+
+
+for _paper in PAPERS:
+
+    rule:
+        name:
+            _paper
+        input:
+            paper_products(_paper),
+            f"results/{_paper}/claims.csv",
+            f"reports/{_paper}.html",
