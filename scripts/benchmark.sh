@@ -8,5 +8,5 @@ bash scripts/bootstrap.sh
 export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 for bench in benchmarks/*.py; do
   echo "== $bench"
-  python "$bench" "$@"
+  python "$bench"
 done
