@@ -36,14 +36,15 @@ def tokenizer(folder: Path):
     return AutoTokenizer.from_pretrained(folder)
 
 
-def bert_folder(root: Path, seed: int = 0) -> Path:
+def bert_folder(root: Path, seed: int = 0, dropout: float = 0.1) -> Path:
     from transformers import BertConfig, BertModel
 
-    folder = root / "tiny_bert"
+    folder = root / f"tiny_bert_{dropout}"
     torch.manual_seed(seed)
     tok = tokenizer(folder)
     config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=48, max_position_embeddings=64, pad_token_id=tok.pad_token_id)
+                        intermediate_size=48, max_position_embeddings=64, pad_token_id=tok.pad_token_id,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     BertModel(config, add_pooling_layer=False).save_pretrained(folder)
     return folder
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 from torch.func import functional_call, jvp
+from transformers import PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 Output = Callable[[nn.Module, Mapping[str, Any]], torch.Tensor]
@@ -87,8 +88,9 @@ class LinearizedModel(nn.Module):
 
     def __init__(self, model: nn.Module, names: Sequence[str], delta_module: nn.Module, output: Output = _logits):
         super().__init__()
-        if hasattr(model, "set_attn_implementation"):
-            model.set_attn_implementation("eager")
+        for module in model.modules():  # the model itself, or a transformer inside a custom head
+            if isinstance(module, PreTrainedModel):
+                module.set_attn_implementation("eager")
         model.eval().requires_grad_(False)
         self.readout = _Readout(model, output)
         params = dict(model.named_parameters())

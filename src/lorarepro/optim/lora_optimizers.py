@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from lorarepro.adapters.deep_adapter import factored_layers
+from lorarepro.adapters.gradient import working_precision
 from lorarepro.adapters.peft_adapters import lora_layers
 from lorarepro.optim.preconditioned import precondition_A, precondition_B
 from lorarepro.optim.proximal import NuclearProxSGD
@@ -61,9 +62,9 @@ class PreconditionedAdamW(torch.optim.AdamW):
         for A, B in self.pairs:
             if A.grad is None or B.grad is None:
                 continue
-            a, b = A.detach().float(), B.detach().float()
-            grad_A = precondition_A(A.grad.float(), b, self.lam, self.normalize)
-            grad_B = precondition_B(B.grad.float(), a, self.lam, self.normalize)
+            a, b = working_precision(A.detach()), working_precision(B.detach())
+            grad_A = precondition_A(working_precision(A.grad), b, self.lam, self.normalize)
+            grad_B = precondition_B(working_precision(B.grad), a, self.lam, self.normalize)
             A.grad.copy_(grad_A)
             B.grad.copy_(grad_B)
         self._preconditioned = True

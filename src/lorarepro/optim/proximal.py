@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from lorarepro.adapters.gradient import working_precision
 from lorarepro.optim.prox import svt
 
 
@@ -27,5 +28,5 @@ class NuclearProxSGD(torch.optim.Optimizer):
                     continue
                 p.add_(p.grad, alpha=-lr)
                 if p.ndim == 2 and tau > 0:
-                    p.copy_(svt(p.float(), tau).to(p.dtype))
+                    p.copy_(svt(working_precision(p), tau).to(p.dtype))
         return loss
