@@ -76,10 +76,10 @@ def write_dataset(folder: Path, splits: dict[str, pd.DataFrame]) -> Path:
 
 
 def sentiment(n: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Reviews whose label is whether their adjective is a positive one."""
+    """Reviews whose label is whether their adjective is a positive one (0-2 intensifiers vary the length)."""
     labels = rng.integers(0, 2, n)
-    texts = [f"the {rng.choice(['movie', 'film', 'plot'])} was {rng.choice(POSITIVE if y else NEGATIVE)}"
-             for y in labels]
+    texts = [" ".join(["the", str(rng.choice(["movie", "film", "plot"])), "was"] + ["very"] * int(rng.integers(0, 3))
+                      + [str(rng.choice(POSITIVE if y else NEGATIVE))]) for y in labels]
     return pd.DataFrame({"text": texts, "label": labels.astype(np.int64)})
 
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lorarepro.adapters.gradient import working_precision
 from lorarepro.data.tasks import TaskData, collate, eval_batches
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -47,12 +48,13 @@ class Objective:
 
 class Regression(Objective):
     def _outputs(self, model, batch) -> torch.Tensor:
-        return model(**self.inputs(batch)).logits.squeeze(-1).float()
+        return working_precision(model(**self.inputs(batch)).logits.squeeze(-1))
 
     def loss(self, model, examples):
         batch = self.batch(examples)
-        target = (batch["label"].float() - self.data.label_mean) / self.data.label_std
-        return F.mse_loss(self._outputs(model, batch), target)
+        outputs = self._outputs(model, batch)
+        target = (batch["label"].to(outputs.dtype) - self.data.label_mean) / self.data.label_std
+        return F.mse_loss(outputs, target)
 
     def predict(self, model, examples):
         out = self._outputs(model, self.batch(examples)) * self.data.label_std + self.data.label_mean
@@ -62,7 +64,7 @@ class Regression(Objective):
 class Classification(Objective):
     def loss(self, model, examples):
         batch = self.batch(examples)
-        return F.cross_entropy(model(**self.inputs(batch)).logits.float(), batch["label"])
+        return F.cross_entropy(working_precision(model(**self.inputs(batch)).logits), batch["label"])
 
     def predict(self, model, examples):
         return model(**self.inputs(self.batch(examples))).logits.argmax(-1).tolist()
@@ -78,7 +80,7 @@ class Prompted(Objective):
             batch = self.batch(examples)
             logits = model(**self.inputs(batch)).logits
             rows, cols = (batch["input_ids"] == self.tokenizer.mask_token_id).nonzero(as_tuple=True)
-            logp = logits[rows, cols].float().log_softmax(-1)
+            logp = working_precision(logits[rows, cols]).log_softmax(-1)
             return logp[:, [c[0] for c in candidates]]
         if self.model_kind == "causal_lm" and all(len(c) == 1 for c in candidates):
             # Left padding puts every prompt's last token at -1, so the vocabulary projection runs
@@ -88,7 +90,7 @@ class Prompted(Objective):
             position_ids = (mask.cumsum(-1) - 1).clamp_min(0)
             logits = model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=position_ids,
                            logits_to_keep=1).logits[:, -1]
-            return logits.float().log_softmax(-1)[:, [c[0] for c in candidates]]
+            return working_precision(logits).log_softmax(-1)[:, [c[0] for c in candidates]]
         return self._sequence_scores(model, examples, candidates)
 
     def _sequence_scores(self, model, examples, candidates) -> torch.Tensor:
@@ -101,7 +103,8 @@ class Prompted(Objective):
                         for e in examples for c in candidates]
         batch = self.batch(expanded)
         logits = model(**self.inputs(batch), **({"labels": batch["labels"]} if self.model_kind == "seq2seq_lm"
-                                                 else {})).logits.float()
+                                                 else {})).logits
+        logits = working_precision(logits)
         labels = batch["labels"]
         if self.model_kind != "seq2seq_lm":
             logits, labels = logits[:, :-1], labels[:, 1:]
