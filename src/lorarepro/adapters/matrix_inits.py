@@ -31,13 +31,22 @@ def top_svd(matrix: torch.Tensor, rank: int, *, method: str = "full", oversample
     svd_lowrank with q=512, niter=16; with q near the full dimension a full SVD is faster and exact)."""
     if method == "full" or oversample >= min(matrix.shape[-2:]):
         U, S, Vh = torch.linalg.svd(matrix, full_matrices=False)
-        return LowRankSVD(U[..., :rank], S[..., :rank], Vh[..., :rank, :])
+        return _pad(LowRankSVD(U[..., :rank], S[..., :rank], Vh[..., :rank, :]), rank)
     if method != "lowrank":
         raise ValueError(f"unknown SVD method {method!r}; allowed: 'full', 'lowrank'")
     if generator_seed is not None:
         torch.manual_seed(generator_seed)
     U, S, V = torch.svd_lowrank(matrix, q=oversample, niter=niter)
-    return LowRankSVD(U[..., :rank], S[..., :rank], V[..., :rank].transpose(-2, -1))
+    return _pad(LowRankSVD(U[..., :rank], S[..., :rank], V[..., :rank].transpose(-2, -1)), rank)
+
+
+def _pad(svd: LowRankSVD, rank: int) -> LowRankSVD:
+    """An adapter rank above the matrix's smaller side gets zero singular triplets for the excess."""
+    missing = rank - svd.S.shape[-1]
+    if missing <= 0:
+        return svd
+    pad = torch.nn.functional.pad
+    return LowRankSVD(pad(svd.U, (0, missing)), pad(svd.S, (0, missing)), pad(svd.Vh, (0, 0, 0, missing)))
 
 
 def gaussian_init(out_features: int, in_features: int, rank: int, std: float, *,

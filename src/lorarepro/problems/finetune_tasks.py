@@ -104,3 +104,8 @@ def make_relu_task(in_features: int, out_features: int, spectrum, n_samples: int
     delta = low_rank_shift(out_features, in_features, torch.as_tensor(spectrum, dtype=dtype), generator=generator,
                            dtype=dtype)
     return ReluTask(X, W_nat, delta)
+
+
+def core_grad(task: LinearTask, U: torch.Tensor, R: torch.Tensor, Vh: torch.Tensor) -> torch.Tensor:
+    """∇_R L̃ for ΔW = U·R·Vh with U, Vh frozen (LoRA-SB): Uᵀ[(URVh − Δ)Σ̂]Vhᵀ, in O(d²r)."""
+    return R @ (Vh @ task.sigma_hat @ Vh.transpose(-2, -1)) - U.transpose(-2, -1) @ task.g_nat @ Vh.transpose(-2, -1)
