@@ -1,0 +1,1 @@
+"""Synthetic task generators: the targets, masks, losses and trainers of the matrix experiments."""
