@@ -3,7 +3,6 @@ if never stopped, and records a diverged run instead of crashing."""
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
