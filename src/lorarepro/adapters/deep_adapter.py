@@ -113,7 +113,7 @@ def lora_sb_factors(neg_grad: torch.Tensor, rank: int, scale: float) -> list[tor
 
 def build_factored(model: nn.Module, targets: Mapping[str, nn.Linear], spec: Mapping[str, Any], *,
                    generator: torch.Generator,
-                   gradients: Callable[[nn.Module, Mapping[str, nn.Parameter]], dict[str, torch.Tensor]] | None):
+                   gradients: Callable[[nn.Module, Mapping[str, nn.Parameter]], dict[str, torch.Tensor]]):
     """Attach the factored adapter that `spec["init"]` names (deep | lora_sb) to each target layer.
 
     `gradients(model, params)` returns ∇L with respect to the given parameters on the init batch.
