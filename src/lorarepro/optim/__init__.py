@@ -1,0 +1,1 @@
+"""Optimizers for the synthetic problems: GD, ScaledGD, AltGD, preconditioners, proximal steps."""

@@ -1,0 +1,1 @@
+"""Synthetic task generators (matrix factorization targets, regression tasks, masks, teacher networks)."""
