@@ -28,7 +28,7 @@ def scaled_gd(target, x: torch.Tensor, eta: float) -> torch.Tensor:
 
     The second form shows why Nyström initialisation matters: the residual (I − QQᵀ)X is only ever
     scaled by (1 − η), so it stays 0 if it starts at 0 (and round-off in it contracts)."""
-    return (1 - eta) * x + eta * target.apply(x, x.mT @ x)
+    return (1 - eta) * x + eta * target.apply_scaled(x)
 
 
 def asym_gd(target, x: torch.Tensor, y: torch.Tensor, eta: float) -> Factors:
@@ -40,10 +40,10 @@ def asym_scaled_gd(target, x: torch.Tensor, y: torch.Tensor, eta: float, *, hold
     """Simultaneous (Jacobi) ScaledGD: X⁺ = X − η(XYᵀ − A)Y(YᵀY)⁻¹, Y⁺ = Y − η(XYᵀ − A)ᵀX(XᵀX)⁻¹.
 
     `hold_x` keeps X (eq. 5's first step, where Y₀ = 0 makes YᵀY singular)."""
-    y_next = (1 - eta) * y + eta * target.mT.apply(x, x.mT @ x)
+    y_next = (1 - eta) * y + eta * target.mT.apply_scaled(x)
     if hold_x:
         return x, y_next
-    return (1 - eta) * x + eta * target.apply(y, y.mT @ y), y_next
+    return (1 - eta) * x + eta * target.apply_scaled(y), y_next
 
 
 def altgd(target, x: torch.Tensor, y: torch.Tensor, eta: float) -> Factors:

@@ -45,12 +45,6 @@ def spectrum(name: str, up_variant: str = "r_a_40") -> np.ndarray:
     raise ValueError(f"unknown spectrum {name!r}; expected 'ep' or 'up'")
 
 
-def times_inverse(m: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
-    """m · gram⁻¹ for a symmetric r×r gram; a singular or non-finite gram yields non-finite values
-    (a diverged run) instead of an exception, so the other seeds of a batch carry on."""
-    return torch.linalg.solve_ex(gram, m, left=False)[0]
-
-
 def random_orthonormal(rows: int, cols: int, generators: Generators, *, dtype=torch.float64) -> torch.Tensor:
     """Orthonormal columns from the QR of a Gaussian matrix (Haar-distributed), one per generator."""
     q, r = torch.linalg.qr(gaussian((rows, cols), 1.0, generators, dtype=dtype))
@@ -60,15 +54,13 @@ def random_orthonormal(rows: int, cols: int, generators: Generators, *, dtype=to
 
 @dataclass(frozen=True)
 class FactoredTarget:
-    """A = U diag(s) Vᵀ with orthonormal U (…, m, r_A), V (…, n, r_A) and s > 0 (…, r_A)."""
+    """A = U diag(s) Vᵀ with orthonormal U (…, m, r_A), V (…, n, r_A) and s > 0 (…, r_A).
+    `symmetric` marks the PSD problem (U = V = Q), whose factorization is XXᵀ."""
 
     left: torch.Tensor
     values: torch.Tensor
     right: torch.Tensor
-
-    @property
-    def symmetric(self) -> bool:
-        return self.right is self.left
+    symmetric: bool = False
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -80,14 +72,23 @@ class FactoredTarget:
 
     @property
     def mT(self) -> "FactoredTarget":  # noqa: N802 - mirrors Tensor.mT, so code takes either
-        return FactoredTarget(self.right, self.values, self.left)
+        return FactoredTarget(self.right, self.values, self.left, self.symmetric)
 
-    def apply(self, x: torch.Tensor, gram: torch.Tensor | None = None) -> torch.Tensor:
-        """A·x in O(m·r_A·r), or A·x·gram⁻¹ (ScaledGD's preconditioned product) with the r×r solve
-        done on the r_A×r coordinates Σ Vᵀx before the lift by U: the result is then in col(U) up to
-        the round-off of one product, instead of that round-off amplified by cond(gram)."""
-        coeffs = self.values.unsqueeze(-1) * (self.right.mT @ x)
-        return self.left @ (coeffs if gram is None else times_inverse(coeffs, gram))
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """A·x in O(m·r_A·r)."""
+        return self.left @ (self.values.unsqueeze(-1) * (self.right.mT @ x))
+
+    def apply_scaled(self, x: torch.Tensor) -> torch.Tensor:
+        """A·X(XᵀX)⁻¹, ScaledGD's preconditioned product, as A·Q_x·R⁻ᵀ from the thin QR X = Q_x R.
+
+        Solving with the Gram matrix XᵀX would square cond(X), which reaches 10⁴ for a Nyström
+        sketch of a κ = 100 target: the one-step identity X₁Y₁ᵀ = A of Theorem 5 would then hold only
+        to ~1e-10 instead of ~1e-13. The triangular solve acts on the r_A×r coordinates before the lift
+        by U, so the result lies in col(U) up to the round-off of one product. A rank-deficient X
+        yields non-finite values (a diverged run), not an exception."""
+        q, r = torch.linalg.qr(x)
+        coeffs = self.values.unsqueeze(-1) * (self.right.mT @ q)
+        return self.left @ torch.linalg.solve_triangular(r.mT, coeffs, upper=False, left=False)
 
     __matmul__ = apply
 
@@ -107,7 +108,7 @@ def symmetric_target(values, m: int, generators: Generators) -> FactoredTarget:
     it draws Q), one target per generator along the leading dimension."""
     s = torch.as_tensor(np.asarray(values), dtype=torch.float64)
     q = random_orthonormal(m, len(s), generators)
-    return FactoredTarget(q, s.expand(*q.shape[:-2], len(s)), q)
+    return FactoredTarget(q, s.expand(*q.shape[:-2], len(s)), q, symmetric=True)
 
 
 def asymmetric_target(values, m: int, n: int, generators: Generators) -> FactoredTarget:
@@ -180,7 +181,7 @@ def reduce_to_span(target: FactoredTarget, x: torch.Tensor, y: torch.Tensor | No
 
     embed = torch.eye(target.rank + x.shape[-1], target.rank, dtype=target.values.dtype)
     embed = embed.expand(*target.values.shape[:-1], *embed.shape)
-    reduced = FactoredTarget(embed, target.values, embed)
+    reduced = FactoredTarget(embed, target.values, embed, target.symmetric)
     if y is None:
         if not target.symmetric:
             raise ValueError("an asymmetric target needs both factors")
