@@ -64,6 +64,12 @@ def value_at(trace, step: int, steps=None) -> float:
     return float(values[at[-1]]) if at.size else math.nan
 
 
+def level_name(level: float) -> str:
+    """A level as metric names spell it: 1e-08 -> '1e-8' (iters_to_1e-8), 2.5e-05 -> '2.5e-5'."""
+    mantissa, exponent = f"{level:e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
 def log_spaced_steps(iters: int, dense_until: int, per_decade: int) -> np.ndarray:
     """0, 1, …, dense_until, then about `per_decade` log-spaced steps per decade up to `iters`
     (always included): a long run's trace at a fixed cost per decade."""

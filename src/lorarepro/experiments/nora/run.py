@@ -1,12 +1,14 @@
-"""One NoRA matrix-factorization run (method × setting), all seeds batched as a leading dimension.
+"""The NoRA matrix-factorization runs of one experiment: every method × setting, seeds batched as a
+leading tensor dimension.
 
-    python -m lorarepro.experiments.nora.run --params '<json>' --threads 1 \
-        --records results/nora/fig1a/scaledgd_nystrom/base/seed={0,1,…}/metrics.json
+    python -m lorarepro.experiments.nora.run --params '<json>' --experiment fig1a --threads 1 \
+        --records results/nora/fig1a/<method>/<setting>/seed=<s>/metrics.json …
 
-`--params` holds the experiment's settings plus `method` and `setting` (its folder); the run's values
-come from `grid.run_values`. Every traced step's optimality error ‖XXᵀ − A‖_F (‖XYᵀ − A‖_F), residual
-‖(I − QQᵀ)X‖_F (absolute and relative to ‖X‖_F) and weak-optimality error go to trace.parquet (and the gap to ‖Σ₂‖_F
-when r < r_A); the convergence summaries the claims check go to metrics.json.
+`--params` holds the experiment's settings; its runs (method × grid point) come from `grid.runs`.
+One process runs them all: most take about a second, less than starting a Python process with torch.
+Every traced step's optimality error ‖XXᵀ − A‖_F (‖XYᵀ − A‖_F), residual ‖(I − QQᵀ)X‖_F (absolute
+and relative to ‖X‖_F) and weak-optimality error go to trace.parquet (and the gap to ‖Σ₂‖_F when
+r < r_A); the convergence summaries the claims check go to metrics.json.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ import torch
 
 from lorarepro.adapters.nystrom import nystrom_init, perturbed_nystrom_init, small_init, unbalanced_sketch_init
 from lorarepro.config import seeds_of
-from lorarepro.experiments.nora.grid import METHODS, run_values
-from lorarepro.metrics.convergence import (iters_to, linear_rate, log_spaced_steps, quadratic_constant,
-                                           value_at)
+from lorarepro.experiments.nora.grid import METHODS, run_values, runs
+from lorarepro.metrics.convergence import (iters_to, level_name, linear_rate, log_spaced_steps,
+                                           quadratic_constant, value_at)
 from lorarepro.optim.factorization import STEPS, run
 from lorarepro.problems.matrix_factorization import (FactoredTarget, asymmetric_target, batch_generators,
                                                      optimality_error, reduce_to_span, residual_norm,
@@ -32,14 +34,7 @@ from lorarepro.records import Stopwatch, first_nonfinite, write_run
 
 PAPER = "nora"
 # Settings that describe the job rather than the run (they are in the record's own fields or its runtime).
-NOT_RECORDED = ("analysis", "seeds", "resources", "method", "experiment", "scale", "device")
-
-
-def level_name(level: float) -> str:
-    """1e-08 -> '1e-8' (metric names such as iters_to_1e-8)."""
-    mantissa, exponent = f"{level:e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
-    return f"{mantissa}e{int(exponent)}"
+NOT_RECORDED = ("analysis", "seeds", "resources", "methods", "scale", "device")
 
 
 def make_target(v: dict, seeds) -> FactoredTarget:
@@ -129,21 +124,11 @@ def convergence_metrics(trace: pd.DataFrame, v: dict) -> dict:
     return metrics
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", required=True, help="JSON: experiment settings, method, setting, scale")
-    parser.add_argument("--records", nargs="+", required=True, help="metrics.json per seed, in seed order")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-
-    params = json.loads(args.params)
-    v = run_values(params, params["method"], params["setting"])
+def run_batch(experiment: str, method: str, setting: str, params: dict, records: list[str]) -> None:
+    """One run (method × setting), its seeds batched; writes one record per seed to `records`."""
+    v = run_values(params, method, setting) | {"setting": setting}
     seeds = seeds_of(params)
-    if len(seeds) != len(args.records):
-        raise SystemExit(f"{len(args.records)} record paths for seeds {seeds}")
-    algorithm, init = METHODS[params["method"]]
-    torch.set_num_threads(args.threads)
-
+    algorithm, init = METHODS[method]
     with Stopwatch("cpu") as sw:
         target = make_target(v, seeds)
         factors = initial_factors(init, target, v, seeds)
@@ -164,17 +149,37 @@ def main(argv=None) -> None:
 
     recorded = {k: val for k, val in v.items() if k not in NOT_RECORDED} | {"dtype": "float64"}
     columns = {name: torch.stack([row[name] for row in rows]).numpy() for name in rows[0]}
-    for i, (seed, record) in enumerate(zip(seeds, args.records)):
+    for i, (seed, record) in enumerate(zip(seeds, records)):
         trace = pd.DataFrame({"step": at, **{name: values[:, i] for name, values in columns.items()}})
         diverged_at = first_nonfinite(trace["error"].to_numpy(), at)
         finite = trace if diverged_at is None else trace[trace["step"] < diverged_at]
         metrics = convergence_metrics(finite, v) if len(finite) else {}
         metrics.update({k: float(t[i]) for k, t in one_step.items()})
-        write_run(Path(record).parent, paper=PAPER, experiment=params["experiment"], method=params["method"],
-                  seed=seed, scale=params["scale"], params=recorded, 
-                  metrics=metrics, runtime=runtime, trace=trace, diverged_at=diverged_at)
-    print(f"{params['experiment']}/{params['method']}/{params['setting']}: {len(seeds)} seeds, "
-          f"{runtime['wall_s']:.2f}s, final error median {np.median(columns['error'][-1]):.3g}")
+        write_run(Path(record).parent, paper=PAPER, experiment=experiment, method=method, seed=seed,
+                  scale=params["scale"], params=recorded, metrics=metrics, runtime=runtime, trace=trace,
+                  diverged_at=diverged_at)
+    print(f"{experiment}/{method}/{setting}: {len(seeds)} seeds, {runtime['wall_s']:.2f}s, "
+          f"final error median {np.median(columns['error'][-1]):.3g}", flush=True)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", required=True, help="JSON: the experiment's settings, scale and device")
+    parser.add_argument("--experiment", required=True)
+    parser.add_argument("--records", nargs="+", required=True,
+                        help="every run's metrics.json, …/<method>/<setting>/seed=<s>/metrics.json")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    params = json.loads(args.params)
+    torch.set_num_threads(args.threads)
+    by_run = {Path(r).parts[-4:-1]: r for r in args.records}
+    for method, setting, _ in runs(params):
+        wanted = [(method, setting, f"seed={seed}") for seed in seeds_of(params)]
+        missing = [w for w in wanted if w not in by_run]
+        if missing:
+            raise SystemExit(f"no record path given for {['/'.join(m) for m in missing]}")
+        run_batch(args.experiment, method, setting, params, [by_run[w] for w in wanted])
 
 
 if __name__ == "__main__":
