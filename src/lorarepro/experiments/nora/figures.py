@@ -26,7 +26,7 @@ def label(row) -> str:
     if row["method"] == "scaledgd_small":
         return f"ScaledGD ({eta}), small init"
     if row["method"] == "scaledgd_perturbed":
-        return f"AΩ + N, ξₙ={row['params.xi_n']:g}"
+        return f"AΩ + N (ξ={row['params.xi']:g}), ξₙ={row['params.xi_n']:g}"
     if row["experiment"] == "fig1b":
         return f"Nyström, ξ={row['params.xi']:g}"
     return f"ScaledGD ({eta}), Nyström init"
@@ -66,15 +66,16 @@ def figure_1a(traces: pd.DataFrame, outputs) -> None:
 
 def figure_1b(traces: pd.DataFrame, outputs) -> None:
     frame = labelled(traces)
-    frame["start"] = np.where(frame["method"] == "scaledgd_perturbed", "perturbed AΩ + N (ξ=1)", "Nyström AΩ")
     nystrom = frame[frame["method"] == "scaledgd_nystrom"].sort_values("params.xi")["curve"].unique().tolist()
     perturbed = frame[frame["method"] == "scaledgd_perturbed"].sort_values("params.xi_n")["curve"].unique().tolist()
+    order = nystrom + perturbed
     fig, axes = figure(width=5.2, height=3.6)
-    curves(axes[0, 0], frame, x="step", y="error", hue="curve", hue_order=nystrom + perturbed, style="start",
-           style_order=["Nyström AΩ", "perturbed AΩ + N (ξ=1)"], dashes=["", (2, 2)], logy=True)
+    # hue and style on the same column: one legend entry per curve, its colour and its dash together
+    curves(axes[0, 0], frame, x="step", y="error", hue="curve", hue_order=order, style="curve", style_order=order,
+           dashes=[""] * len(nystrom) + [(2, 2)] * len(perturbed), logy=True)
     axes[0, 0].set(xlabel="iteration", ylabel=r"$\|X_tX_t^\top - A\|_F$",
                    title="(b) EP, ScaledGD η=0.5: Nyström ξ (solid), perturbed (dotted)")
-    axes[0, 0].legend(fontsize=7, loc="upper right", ncol=2)
+    axes[0, 0].legend(fontsize=7, loc="upper right", title=None)
     save(fig, outputs)
 
 

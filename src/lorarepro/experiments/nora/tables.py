@@ -23,6 +23,7 @@ from lorarepro.records import load_records
 from lorarepro.report.tables import write_table
 
 EPSILON = 1e-8
+ITERATIONS = f"iterations to {level_name(EPSILON)} (ours)"
 
 # Table 1 as printed (setting, algorithm, reference, init, rate), and the runs that reproduce a row:
 # (experiment, method, parameter filters, measure); None where no run corresponds.
@@ -41,7 +42,9 @@ TABLE_1 = [
     ("Sym UP", "ScaledGD", "Theorem 4", "Nyström", "O(r/ε · log(1/ε))",
      ("fig1c", "scaledgd_nystrom", {"eta": 0.5}, "weak")),
 ]
-MEASURES = {"error": ("", "final_error", "‖XYᵀ − A‖_F"), "weak": ("weak_", "final_weak_error", "‖YᵀA†X − I‖_F")}
+# measure -> (metric prefix, final-value metric, its name for the symmetric / asymmetric problem)
+MEASURES = {"error": ("", "final_error", ("‖XXᵀ − A‖_F", "‖XYᵀ − A‖_F")),
+            "weak": ("weak_", "final_weak_error", ("‖XᵀA†X − I‖_F", "‖YᵀA†X − I‖_F"))}
 
 
 def select(records: pd.DataFrame, experiment: str, method: str, params: dict) -> pd.DataFrame:
@@ -58,7 +61,8 @@ def _iterations(runs: pd.DataFrame, prefix: str) -> str:
     reached = iters <= horizon
     if not reached.any():
         return f"> {horizon}"
-    text = f"{np.median(iters[reached]):g} [{iters[reached].min():g}–{iters[reached].max():g}]"
+    low, high = iters[reached].min(), iters[reached].max()
+    text = f"{np.median(iters[reached]):g}" + (f" [{low:g}–{high:g}]" if low < high else "")
     return text if reached.all() else f"{text}; {int(reached.sum())}/{len(iters)} seeds, others > {horizon}"
 
 
@@ -66,16 +70,17 @@ def table_1(records: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for setting, algorithm, reference, init, rate, reproduced in TABLE_1:
         row = {"setting": setting, "algorithm": algorithm, "reference": reference, "init": init,
-               "rate (paper)": rate, "our run": "–", "measure": "–", f"iterations to {EPSILON:g} (ours)": "–",
+               "rate (paper)": rate, "our run": "–", "measure": "–", ITERATIONS: "–",
                "final value (ours, median)": np.nan, "seeds": 0}
         if reproduced is not None:
             experiment, method, params, measure = reproduced
             runs = select(records, experiment, method, params)
             if not runs.empty:
-                prefix, final, name = MEASURES[measure]
+                prefix, final, names = MEASURES[measure]
+                name = names[0] if bool(runs["params.symmetric"].iloc[0]) else names[1]
                 setting_name = runs["params.setting"].iloc[0]
                 row.update({"our run": f"{experiment}/{method}/{setting_name}", "measure": name,
-                            f"iterations to {EPSILON:g} (ours)": _iterations(runs, prefix),
+                            ITERATIONS: _iterations(runs, prefix),
                             "final value (ours, median)": float(pd.to_numeric(runs[f"metrics.{final}"]).median()),
                             "seeds": len(runs)})
         rows.append(row)
@@ -100,7 +105,7 @@ def table_asym_one_step(records: pd.DataFrame) -> pd.DataFrame:
 TABLES = {
     "table_1": (table_1, "Table 1 — complexity to global optimality (paper) and iterations our runs needed",
                 "The paper's rates are theory; our column is the median [range] over seeds of the first iteration "
-                f"with the row's measure ≤ {EPSILON:g} ('> T': not within the horizon T). * = designed for another "
+                f"with the row's measure ≤ {level_name(EPSILON)} ('> T': not within the horizon T). * = designed for another "
                 "setting (paper). ScaledGD(λ) [64] is run as ScaledGD with λ = 0 from the same small start; "
                 "no run corresponds to ScaledGD [53] from a local init."),
     "table_asym_one_step": (table_asym_one_step, "Theorems 5–6 — one modified ScaledGD step from the asymmetric Nyström start",
