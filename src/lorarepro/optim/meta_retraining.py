@@ -139,15 +139,15 @@ def sr_shallow(data: TaskData, W: torch.Tensor, c: torch.Tensor, steps: int,
 
 
 def lora_ml_shallow(data: TaskData, W: torch.Tensor, c: torch.Tensor, Q: torch.Tensor, V: torch.Tensor, steps: int,
-                    opt: AdamW) -> tuple[torch.Tensor, torch.Tensor]:
-    """LoRA-ML retraining: (W, c) jointly with task adapters Q_tV_tᵀ (B, T, d, k) on W; returns (W, c).
+                    opt: AdamW) -> tuple[torch.Tensor, ...]:
+    """LoRA-ML retraining: (W, c) jointly with task adapters Q_tV_tᵀ (B, T, d, k) on W; returns (W, c, Q, V).
 
-    Task t's model is cᵀ sigmoid((W + Q_tV_tᵀ) x); the adapters are discarded after retraining.
+    Task t's model is cᵀ sigmoid((W + Q_tV_tᵀ) x); fine-tuning keeps (W, c) and discards the adapters.
     """
     W, c, Q, V = (x.clone().requires_grad_() for x in (W, c, Q, V))
     _minimize([W, c, Q, V], lambda: _mse(predict(W[:, None] + Q @ V.transpose(-2, -1), data.X, c), data.Y),
               steps, opt)
-    return W.detach(), c.detach()
+    return W.detach(), c.detach(), Q.detach(), V.detach()
 
 
 def lora_finetune_shallow(W: torch.Tensor, c: torch.Tensor, data: TaskData, Q: torch.Tensor, V: torch.Tensor,
