@@ -4,7 +4,7 @@
 A model block has a `base` point (T, n, N, k, d) and `sweeps`: each sweep (a figure panel) varies one
 of those keys over `values`, optionally from its own base (the linear k sweep runs at d = 20,
 N = 1000). A fine-tuning run is (sweep, method, value), in the folder `<key>=<value>`; retraining
-depends on the point without n, so runs that share (T, N, k, d) share one retraining job (e.g. the
+depends on the point without n, so runs that share (T, N, k, d) share one retrained base (e.g. the
 default point appears in every sweep but is retrained once per method).
 
 `protocol: code` replaces the paper's settings by the authors' code's (the block's `code` entry).
@@ -12,12 +12,21 @@ default point appears in every sweep but is retrained once per method).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 from lorarepro.config import deep_merge, format_setting
 
+PAPER = "meta_lora"
 METHODS = ("sr", "lora_ml")
 RETRAIN_KEYS = ("T", "N", "k", "d")
+# Each sweep figure and its panels, the fine-tuning experiments <model>_<sweep> (Figure 5 is the theory's).
+FIGURES = {
+    "figure_1": ["linear_T", "linear_n"],
+    "figure_2": ["shallow_T", "shallow_n"],
+    "figure_3": ["linear_N", "linear_k", "linear_d"],
+    "figure_4": ["shallow_N", "shallow_k", "shallow_d"],
+}
 
 
 def resolve(settings: Mapping[str, Any]) -> dict:
@@ -43,12 +52,21 @@ def retrain_setting(p: Mapping[str, int]) -> str:
     return format_setting({k: p[k] for k in RETRAIN_KEYS})
 
 
-def retrain_runs(settings: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(method, setting folder) of every distinct retraining run."""
+def retrain_points(settings: Mapping[str, Any]) -> list[str]:
+    """The setting folder of every distinct retraining point, in sweep order."""
     settings = resolve(settings)
-    folders = {retrain_setting(point(settings, sweep, value)): None
-               for sweep, spec in settings["sweeps"].items() for value in spec["values"]}
-    return [(method, folder) for folder in folders for method in METHODS]
+    return list(dict.fromkeys(retrain_setting(point(settings, sweep, value))
+                              for sweep, spec in settings["sweeps"].items() for value in spec["values"]))
+
+
+def bases_file(root: str | Path, model: str, method: str, point: str) -> Path:
+    """Where the retraining job leaves a point's retrained bases (all trials) for fine-tuning."""
+    return Path(root) / PAPER / f"{model}_retrain" / method / point / "bases.pt"
+
+
+def results_root(record: str) -> Path:
+    """The results folder of a run record <root>/<paper>/<experiment>/<method>/<setting>/seed=<s>/metrics.json."""
+    return Path(record).parents[5]
 
 
 def parse_setting(setting: str) -> dict[str, int]:
@@ -74,3 +92,23 @@ def finetune_rank(settings: Mapping[str, Any], p: Mapping[str, int]) -> int:
 def finetune_steps(settings: Mapping[str, Any], sweep: str) -> int:
     """The sweep's own step count, else the model's (settings resolved)."""
     return settings["sweeps"][sweep].get("finetune_steps", settings["finetune"]["steps"])
+
+
+# Theory checks: (record experiment, method, per-run setting key) of each config entry.
+THEORY = {"thm2": ("theory_thm2", "monte_carlo"), "prop3": ("theory_prop3", "monte_carlo"),
+          "gd_population": ("theory_gd", "gd"), "e1_family": ("theory_e1", "gd")}
+
+
+def theory_points(settings: Mapping[str, Any], check: str) -> list[dict]:
+    """The runs of one theory check: its (T, k, d) points, task counts, or E.1 parameters s."""
+    spec = settings[check]
+    if check == "thm2":
+        return list(spec["points"])
+    if check == "e1_family":
+        return [{"s": float(s)} for s in spec["s"]]
+    return [{"T": T, "k": spec["k"], "d": spec["d"]} for T in spec["Ts"]]
+
+
+def theory_runs(settings: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(experiment, method, setting folder) of every theory-check run."""
+    return [(*THEORY[check], format_setting(p)) for check in THEORY for p in theory_points(settings, check)]

@@ -1,12 +1,12 @@
-"""Retraining of one (method, point) of a Meta-LoRA model, trials batched as a leading dimension.
+"""Retraining of one method at every point of a Meta-LoRA model's grid, trials batched as a leading dimension.
 
     python -m lorarepro.experiments.meta_lora.retrain --params '<json>' --model linear --method lora_ml \
-        --setting N=5000_T=3_d=10_k=1 --bases …/bases.pt --records …/seed=<s>/metrics.json …
+        --records results/meta_lora/linear_retrain/lora_ml/<point>/seed=<s>/metrics.json …
 
 SR fits one model to the T tasks pooled (eq. 1); LoRA-ML fits the shared base jointly with one
 adapter per task (eq. 6): symmetric U_tU_tᵀ trained by alternating GD in the linear model (objective
 (14), as the authors' code), asymmetric zero-initialised Q_tV_tᵀ trained by AdamW in the shallow net.
-The retrained bases of all trials go to `--bases` for the fine-tuning jobs; each trial's record holds
+The retrained bases of a point's trials go to `bases.pt` beside its seed folders for the fine-tuning jobs; each trial's record holds
 the training loss and the distance ‖Â − A*‖²_F (and, for linear LoRA-ML, Σ_t‖U_tU_tᵀ − U_t*U_t*ᵀ‖²_F).
 """
 
@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
 
 from lorarepro.config import seeds_of
-from lorarepro.experiments.meta_lora.grid import parse_setting, resolve
-from lorarepro.experiments.meta_lora.instance import default_linear_init, dtype_of, truth as make_truth
+from lorarepro.experiments.meta_lora.grid import PAPER, bases_file, parse_setting, resolve, results_root, retrain_points
+from lorarepro.experiments.meta_lora.instance import default_linear_init, truth as make_truth
 from lorarepro.io import atomic_path
 from lorarepro.optim import meta_retraining as mr
 from lorarepro.problems import multitask as mt
-from lorarepro.records import Stopwatch, write_run
-
-PAPER = "meta_lora"
+from lorarepro.records import Stopwatch, run_dir, write_run
 
 
 def retrain_linear(method: str, data: mt.TaskData, seeds, s: dict) -> tuple[dict, dict]:
@@ -65,46 +62,54 @@ def _task_sq_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target).pow(2).sum(-1).mean(-1).mean(-1)
 
 
+def retrain_point(model: str, method: str, setting: str, s: dict, seeds: list[int]) -> tuple[dict, dict]:
+    """Retrain every trial of one point; returns the bases (for fine-tuning) and per-trial metrics."""
+    p = parse_setting(setting)
+    truth = make_truth(s, model, p, seeds)
+    data = mt.sample_retraining_data(truth, seeds, p["N"], s["sigma_x"], s["sigma_eps"])
+    retrain = retrain_linear if model == "linear" else retrain_shallow
+    bases, per_trial = retrain(method, data, seeds, s | p)
+    per_trial["base_error"] = (bases["A"] - truth.A_star).pow(2).sum((-2, -1))
+    if "U" in bases:
+        per_trial["adapter_error"] = (mt.gram(bases["U"]) - mt.gram(truth.U_star[:, :-1])).pow(2).sum((-3, -2, -1))
+    return bases, per_trial
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", required=True, help="JSON: the model's settings, scale and device")
     parser.add_argument("--model", choices=["linear", "shallow"], required=True)
     parser.add_argument("--method", choices=["sr", "lora_ml"], required=True)
-    parser.add_argument("--setting", required=True, help="the retraining point, e.g. N=5000_T=3_d=10_k=1")
-    parser.add_argument("--bases", required=True, help="output .pt with the retrained bases of all trials")
-    parser.add_argument("--records", nargs="+", required=True, help="one metrics.json per seed, in seed order")
+    parser.add_argument("--records", nargs="+", required=True, help="metrics.json of every point and seed")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
 
     params = json.loads(args.params)
     s = resolve(params)
     torch.set_num_threads(args.threads)
-    seeds = seeds_of(s)
-    p = parse_setting(args.setting)
-    with Stopwatch("cpu") as sw:
-        truth = make_truth(s, args.model, p, seeds)
-        data = mt.sample_retraining_data(truth, seeds, p["N"], s["sigma_x"], s["sigma_eps"])
-        retrain = retrain_linear if args.model == "linear" else retrain_shallow
-        bases, per_trial = retrain(args.method, data, seeds, s | p)
-    runtime = sw.runtime(seeds_in_job=len(seeds))
-
-    per_trial["base_error"] = (bases["A"] - truth.A_star).pow(2).sum((-2, -1))
-    if "U" in bases:
-        per_trial["adapter_error"] = (mt.gram(bases["U"]) - mt.gram(truth.U_star[:, :-1])).pow(2).sum((-3, -2, -1))
-    with atomic_path(Path(args.bases)) as tmp:
-        torch.save({"seeds": seeds, "setting": args.setting, **bases}, tmp)
+    seeds, points = seeds_of(s), retrain_points(params)
+    experiment = f"{args.model}_retrain"
+    root = results_root(args.records[0])
+    expected = {str(run_dir(root, PAPER, experiment, args.method, point, seed) / "metrics.json")
+                for point in points for seed in seeds}
+    if expected != set(args.records):
+        raise SystemExit(f"the output paths do not match the grid of {len(points)} points x {len(seeds)} seeds")
     recorded = {k: v for k, v in s.items() if k not in ("seeds", "resources", "sweeps", "base", "scale", "device",
                                                          "finetune", "retrain", "protocol")}
-    recorded |= p | {f"retrain_{k}": v for k, v in s["retrain"].items()} | {"setting": args.setting,
-                                                                              "protocol": s.get("protocol", "paper")}
-    if len(args.records) != len(seeds):
-        raise SystemExit(f"{len(args.records)} record paths for {len(seeds)} seeds")
-    for i, (seed, record) in enumerate(zip(seeds, args.records)):
-        metrics = {name: float(values[i]) for name, values in per_trial.items()}
-        write_run(Path(record).parent, paper=PAPER, experiment=f"{args.model}_retrain", method=args.method, seed=seed,
-                  scale=params["scale"], params=recorded, metrics=metrics, runtime=runtime)
-    print(f"{args.model}/{args.method}/{args.setting}: {len(seeds)} trials in {runtime['wall_s']:.1f}s; "
-          f"‖Â − A*‖² median {per_trial['base_error'].median():.3g}", flush=True)
+    recorded |= {f"retrain_{k}": v for k, v in s["retrain"].items()} | {"protocol": s.get("protocol", "paper")}
+    for point in points:
+        with Stopwatch("cpu") as sw:
+            bases, per_trial = retrain_point(args.model, args.method, point, s, seeds)
+        runtime = sw.runtime(seeds_in_job=len(seeds))
+        with atomic_path(bases_file(root, args.model, args.method, point)) as tmp:
+            torch.save({"seeds": seeds, "setting": point, **bases}, tmp)
+        for i, seed in enumerate(seeds):
+            metrics = {name: float(values[i]) for name, values in per_trial.items()}
+            write_run(run_dir(root, PAPER, experiment, args.method, point, seed), paper=PAPER, experiment=experiment,
+                      method=args.method, seed=seed, scale=params["scale"],
+                      params=recorded | parse_setting(point) | {"setting": point}, metrics=metrics, runtime=runtime)
+        print(f"{args.model}/{args.method}/{point}: {len(seeds)} trials in {runtime['wall_s']:.1f}s; "
+              f"‖Â − A*‖² median {per_trial['base_error'].median():.3g}", flush=True)
 
 
 if __name__ == "__main__":
