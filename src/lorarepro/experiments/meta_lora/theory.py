@@ -42,7 +42,8 @@ def thm2(spec: dict, p: dict, seed: int) -> tuple[dict, None]:
     mean, corrected, stated = excess.mean().item(), mt.sr_excess_expected(**p), mt.sr_excess_paper(**p)
     return {"mc_mean": mean, "mc_sem": (excess.std() / len(excess) ** 0.5).item(), "draws": spec["draws"],
             "corrected_constant": corrected, "paper_constant": stated,
-            "ratio_to_corrected": mean / corrected, "ratio_to_paper": mean / stated}, None
+            "ratio_to_corrected": mean / corrected, "ratio_to_paper": mean / stated,
+            "rel_error_to_corrected": abs(mean / corrected - 1), "rel_error_to_paper": abs(mean / stated - 1)}, None
 
 
 def prop3(spec: dict, p: dict, seed: int) -> tuple[dict, None]:
