@@ -84,7 +84,7 @@ def lora_finetune_linear(A: torch.Tensor, task: Moments, Q: torch.Tensor, V: tor
 
     Returns the final (Q, V) and error(A + QVᵀ) before every step and after the last, (B, steps + 1).
     """
-    trace = torch.empty(A.shape[0], steps + 1, dtype=A.dtype)
+    trace = torch.empty(A.shape[0], steps + 1, dtype=A.dtype, device=A.device)
     for step in range(steps + 1):
         W = A + Q @ V.transpose(-2, -1)
         trace[:, step] = error(W)
@@ -159,7 +159,7 @@ def lora_finetune_shallow(W: torch.Tensor, c: torch.Tensor, data: TaskData, Q: t
     """
     Q, V = Q.clone().requires_grad_(), V.clone().requires_grad_()
     optimizer = opt.make([Q, V])
-    trace = torch.empty(W.shape[0], steps + 1, dtype=W.dtype)
+    trace = torch.empty(W.shape[0], steps + 1, dtype=W.dtype, device=W.device)
     for step in range(steps + 1):
         pred = predict(W + Q @ V.transpose(-2, -1), data.X, c)
         trace[:, step] = (pred.detach() - data.F).pow(2).sum(-1).mean(-1)

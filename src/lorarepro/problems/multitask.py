@@ -104,6 +104,9 @@ class TaskData:
     Y: torch.Tensor
     F: torch.Tensor
 
+    def to(self, device: str | torch.device) -> "TaskData":
+        return TaskData(self.X.to(device), self.Y.to(device), self.F.to(device))
+
 
 def sample_retraining_data(truth: GroundTruth, seeds: Sequence[int], N: int, sigma_x: float, sigma_eps: float) -> TaskData:
     """N samples of each retraining task t = 1..T, (B, T, N, ·)."""

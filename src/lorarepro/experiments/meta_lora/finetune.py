@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from lorarepro.config import seeds_of
+from lorarepro.experiments.cli import resolve_device
 from lorarepro.experiments.meta_lora import grid
 from lorarepro.experiments.meta_lora.instance import default_linear_init, truth as make_truth
 from lorarepro.metrics.spectral import tail_energy
@@ -45,15 +46,16 @@ def finetune_linear(A, truth, test, seeds, r: int, steps: int, s: dict) -> torch
     return trace
 
 
-def finetune_shallow(A, c, test, seeds, r: int, steps: int, s: dict) -> torch.Tensor:
+def finetune_shallow(A, c, test, seeds, r: int, steps: int, s: dict, device: str) -> torch.Tensor:
     d, dtype = A.shape[-1], A.dtype
-    V0 = default_linear_init(seeds, (r, d), mt.FINETUNE_INIT, 0, dtype=dtype).transpose(-2, -1)
+    V0 = default_linear_init(seeds, (r, d), mt.FINETUNE_INIT, 0, dtype=dtype).transpose(-2, -1).to(device)
     opt = mr.AdamW(lr=s["finetune"]["lr"], weight_decay=s["finetune"]["weight_decay"])
-    _, _, trace = mr.lora_finetune_shallow(A, c, test, torch.zeros_like(V0), V0, steps, opt)
-    return trace
+    _, _, trace = mr.lora_finetune_shallow(A.to(device), c.to(device), test.to(device), torch.zeros_like(V0), V0,
+                                           steps, opt)
+    return trace.cpu()
 
 
-def finetune_run(model: str, sweep: str, setting: str, s: dict, seeds: list[int], root: Path) -> dict:
+def finetune_run(model: str, sweep: str, setting: str, s: dict, seeds: list[int], root: Path, device: str) -> dict:
     """Fine-tune both methods' bases at one run of a sweep; returns per method its trace and metrics."""
     p = grid.finetune_point(s, sweep, setting)
     r, steps = grid.finetune_rank(s, p), grid.finetune_steps(s, sweep)
@@ -64,11 +66,11 @@ def finetune_run(model: str, sweep: str, setting: str, s: dict, seeds: list[int]
         bases = torch.load(grid.bases_file(root, model, method, grid.retrain_setting(p)))
         if list(bases["seeds"]) != seeds:
             raise SystemExit(f"the {method} bases at {p} hold seeds {bases['seeds']}, this run needs {seeds}")
-        with Stopwatch("cpu") as sw:
+        with Stopwatch(device) as sw:
             if model == "linear":
                 trace = finetune_linear(bases["A"], truth, test, seeds, r, steps, s | p)
             else:
-                trace = finetune_shallow(bases["A"], bases["c"], test, seeds, r, steps, s | p)
+                trace = finetune_shallow(bases["A"], bases["c"], test, seeds, r, steps, s | p, device)
         metrics = {"init_error": trace[:, 0], "final_error": trace[:, -1]}
         if steps >= REPORT_STEP:
             metrics[f"error_at_{REPORT_STEP}"] = trace[:, REPORT_STEP]
@@ -98,6 +100,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     seeds = seeds_of(s)
     root = grid.results_root(args.records[0])
+    device = resolve_device(params["device"]) if args.model == "shallow" else "cpu"  # as in retraining
     runs = grid.finetune_runs(params)
     expected = {str(run_dir(root, grid.PAPER, f"{args.model}_{sweep}", method, setting, seed) / "metrics.json")
                 for sweep, method, setting in runs for seed in seeds}
@@ -108,7 +111,7 @@ def main(argv=None) -> None:
     recorded |= {"protocol": s.get("protocol", "paper")} | {f"finetune_{k}": v for k, v in s["finetune"].items()}
     for sweep, setting in dict.fromkeys((sweep, setting) for sweep, _, setting in runs):
         experiment = f"{args.model}_{sweep}"
-        for method, run in finetune_run(args.model, sweep, setting, s, seeds, root).items():
+        for method, run in finetune_run(args.model, sweep, setting, s, seeds, root, device).items():
             steps_axis = np.arange(run["params"]["steps"] + 1)
             for i, seed in enumerate(seeds):
                 error = run["trace"][i].numpy()

@@ -6,8 +6,9 @@
 SR fits one model to the T tasks pooled (eq. 1); LoRA-ML fits the shared base jointly with one
 adapter per task (eq. 6): symmetric U_tU_tᵀ trained by alternating GD in the linear model (objective
 (14), as the authors' code), asymmetric zero-initialised Q_tV_tᵀ trained by AdamW in the shallow net.
-The retrained bases of a point's trials go to `bases.pt` beside its seed folders for the fine-tuning jobs; each trial's record holds
-the training loss and the distance ‖Â − A*‖²_F (and, for linear LoRA-ML, Σ_t‖U_tU_tᵀ − U_t*U_t*ᵀ‖²_F).
+The retrained bases of a point's trials go to `bases.pt` beside its seed folders, for the fine-tuning
+job; each trial's record holds the training loss and the distance ‖Â − A*‖²_F (and, for linear
+LoRA-ML, Σ_t‖U_tU_tᵀ − U_t*U_t*ᵀ‖²_F). The shallow net trains on the configured device.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import torch
 
 from lorarepro.config import seeds_of
+from lorarepro.experiments.cli import resolve_device
 from lorarepro.experiments.meta_lora.grid import PAPER, bases_file, parse_setting, resolve, results_root, retrain_points
 from lorarepro.experiments.meta_lora.instance import default_linear_init, truth as make_truth
 from lorarepro.io import atomic_path
@@ -39,22 +41,26 @@ def retrain_linear(method: str, data: mt.TaskData, seeds, s: dict) -> tuple[dict
     return {"A": A, "U": U}, {"train_loss": 0.5 * _task_sq_error(mt.predict(W, data.X), data.Y)}
 
 
-def retrain_shallow(method: str, data: mt.TaskData, seeds, s: dict) -> tuple[dict, dict]:
+def retrain_shallow(method: str, data: mt.TaskData, seeds, s: dict, device: str) -> tuple[dict, dict]:
+    """AdamW on `device` (the trials' draws are made on the CPU, so they do not depend on it)."""
     T, d, dtype = data.X.shape[1], data.X.shape[-1], data.X.dtype
+    data = data.to(device)
     r = s["retrain"]
     opt = mr.AdamW(lr=r["lr"], weight_decay=r["weight_decay"])
     # PyTorch's default init of Linear(d, d) and Linear(d, 1), the same start for both methods
-    W0 = default_linear_init(seeds, (d, d), mt.RETRAIN_INIT, 0, dtype=dtype)
-    c0 = default_linear_init(seeds, (d,), mt.RETRAIN_INIT, 1, dtype=dtype)
+    W0 = default_linear_init(seeds, (d, d), mt.RETRAIN_INIT, 0, dtype=dtype).to(device)
+    c0 = default_linear_init(seeds, (d,), mt.RETRAIN_INIT, 1, dtype=dtype).to(device)
     if method == "sr":
         W, c = mr.sr_shallow(data, W0, c0, r["steps"], opt)
         task_W = W[:, None]
     else:
         # per task: down Linear(d, k) at the default init, up Linear(k, d) at zero (the authors' code)
         V0 = default_linear_init(seeds, (T, s["k"], d), mt.RETRAIN_INIT, 2, dtype=dtype).transpose(-2, -1)
+        V0 = V0.to(device)
         W, c, Q, V = mr.lora_ml_shallow(data, W0, c0, torch.zeros_like(V0), V0, r["steps"], opt)
         task_W = W[:, None] + Q @ V.transpose(-2, -1)
-    return {"A": W, "c": c}, {"train_loss": _task_sq_error(mt.predict(task_W, data.X, c), data.Y)}
+    loss = _task_sq_error(mt.predict(task_W, data.X, c), data.Y)
+    return {"A": W.cpu(), "c": c.cpu()}, {"train_loss": loss.cpu()}
 
 
 def _task_sq_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -62,13 +68,15 @@ def _task_sq_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target).pow(2).sum(-1).mean(-1).mean(-1)
 
 
-def retrain_point(model: str, method: str, setting: str, s: dict, seeds: list[int]) -> tuple[dict, dict]:
+def retrain_point(model: str, method: str, setting: str, s: dict, seeds: list[int], device: str) -> tuple[dict, dict]:
     """Retrain every trial of one point; returns the bases (for fine-tuning) and per-trial metrics."""
     p = parse_setting(setting)
     truth = make_truth(s, model, p, seeds)
     data = mt.sample_retraining_data(truth, seeds, p["N"], s["sigma_x"], s["sigma_eps"])
-    retrain = retrain_linear if model == "linear" else retrain_shallow
-    bases, per_trial = retrain(method, data, seeds, s | p)
+    if model == "linear":
+        bases, per_trial = retrain_linear(method, data, seeds, s | p)
+    else:
+        bases, per_trial = retrain_shallow(method, data, seeds, s | p, device)
     per_trial["base_error"] = (bases["A"] - truth.A_star).pow(2).sum((-2, -1))
     if "U" in bases:
         per_trial["adapter_error"] = (mt.gram(bases["U"]) - mt.gram(truth.U_star[:, :-1])).pow(2).sum((-3, -2, -1))
@@ -88,6 +96,8 @@ def main(argv=None) -> None:
     s = resolve(params)
     torch.set_num_threads(args.threads)
     seeds, points = seeds_of(s), retrain_points(params)
+    # The linear model's d × d steps are fastest on the CPU; the shallow net batches N samples per task.
+    device = resolve_device(params["device"]) if args.model == "shallow" else "cpu"
     experiment = f"{args.model}_retrain"
     root = results_root(args.records[0])
     expected = {str(run_dir(root, PAPER, experiment, args.method, point, seed) / "metrics.json")
@@ -98,8 +108,8 @@ def main(argv=None) -> None:
                                                          "finetune", "retrain", "protocol")}
     recorded |= {f"retrain_{k}": v for k, v in s["retrain"].items()} | {"protocol": s.get("protocol", "paper")}
     for point in points:
-        with Stopwatch("cpu") as sw:
-            bases, per_trial = retrain_point(args.model, args.method, point, s, seeds)
+        with Stopwatch(device) as sw:
+            bases, per_trial = retrain_point(args.model, args.method, point, s, seeds, device)
         runtime = sw.runtime(seeds_in_job=len(seeds))
         with atomic_path(bases_file(root, args.model, args.method, point)) as tmp:
             torch.save({"seeds": seeds, "setting": point, **bases}, tmp)

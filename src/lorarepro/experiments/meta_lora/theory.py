@@ -115,7 +115,7 @@ def main(argv=None) -> None:
                           params=p | {"setting": setting} | {k: v for k, v in params[check].items()
                                                              if isinstance(v, (int, float, str))},
                           metrics=metrics, runtime=sw.runtime(), trace=trace,
-                          diverged_at=None if trace is None else first_nonfinite(trace["loss"].to_numpy(), trace["step"].to_numpy()))
+                          diverged_at=None if trace is None else first_nonfinite(trace["loss"], trace["step"].to_numpy()))
                 print(f"{experiment}/{setting}/seed={seed}: "
                       + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
 
