@@ -48,7 +48,8 @@ def sweep_panel(ax, traces: pd.DataFrame, experiment: str, letter: str, legend: 
     model = experiment.split("_")[0]
     ax.set(xlabel="fine-tuning iteration", ylabel="test task loss", title=f"({letter}) {model}, {TITLES[key]}")
     if legend:
-        ax.legend(fontsize=7, loc="upper right", ncols=2)
+        # between SR's plateau and LoRA-ML's noise floor, where no curve runs at the end
+        ax.legend(fontsize=7, loc="center right", ncols=2)
 
 
 def sweep_figure(traces: pd.DataFrame, experiments: list[str], outputs) -> None:
@@ -68,11 +69,13 @@ def figure_5(spurious: pd.DataFrame, e1: pd.DataFrame, outputs) -> None:
     else:
         ax.text(0.5, 0.5, "no spurious minimum found\n(every Newton root with a positive\n"
                 "definite Hessian had zero loss)", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+        ax.set(xticks=[], yticks=[])
     ax.set(xlabel="GD iteration", ylabel=r"reduced loss $\hat L(U)$", title="(a) T=3: GD from spurious minima + δ")
     e1 = e1.assign(s=e1["params.s"].map(lambda s: f"s={s:g}"), loss=e1["loss"].clip(lower=FLOOR))
-    curves(axes[0, 1], e1, x="step", y="loss", hue="s", logy=True, spread=None)
+    order = [f"s={s:g}" for s in sorted(e1["params.s"].unique())]
+    curves(axes[0, 1], e1, x="step", y="loss", hue="s", hue_order=order, logy=True, spread=None)
     axes[0, 1].set(xlabel="GD iteration", ylabel="loss (14)", title="(b) App. E.1 (T=2): GD from A(s), U(s) + δ")
-    curves(axes[0, 2], e1, x="step", y="base_error", hue="s", spread=None, legend=False)
+    curves(axes[0, 2], e1, x="step", y="base_error", hue="s", hue_order=order, spread=None, legend=False)
     axes[0, 2].set(xlabel="GD iteration", ylabel=r"$\|\hat A - A^*\|_F^2$", title="(c) App. E.1: distance to A*")
     save(fig, outputs)
 
