@@ -4,6 +4,7 @@ real smoke-scale DAG from bundled assets to the HTML reports."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -35,6 +36,24 @@ def test_lint_is_clean(scratch):
     proc = snakemake(scratch, "--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations" in proc.stdout + proc.stderr
+
+
+# Rules that run in the driver process (claims, reports, targets) or download once.
+UNGROUPED = {"all", "check_claims", "scorecard", "paper_report", "index_report", "materialize_dataset", "materialize_model", *PAPERS}
+
+
+def test_cluster_profile_packs_small_jobs_and_submits_gpu_jobs_alone(scratch, repo_root):
+    proc = snakemake(scratch, "-n", "--workflow-profile", "profiles/slurm", "--config", "scale=paper")
+    out = proc.stdout + proc.stderr
+    groups = re.findall(r"Group job (\w+)", out)
+    grouped_jobs = re.findall(r"^ {4}rule (\w+):", out, re.M)
+    assert {"small_runs", "summaries"} <= set(groups), out[-3000:]
+    assert len(groups) < len(grouped_jobs)  # group-components really merges jobs
+    for rule, block in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n)*)", out, re.M):
+        if rule not in UNGROUPED:
+            assert re.search(r"\bgpu=[1-9]", block), f"{rule} runs alone on the cluster but asks for no GPU"
+    profiles = [yaml.safe_load((repo_root / "profiles" / p / "profile.yaml").read_text()) for p in ("slurm", "slurm-local")]
+    assert [set(g.split("=")[0] for g in p["group-components"]) for p in profiles] == [set(groups)] * 2
 
 
 def test_bad_config_stops_before_any_job(scratch):
