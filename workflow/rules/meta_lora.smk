@@ -21,6 +21,7 @@ for _model in META_LORA_MODELS:
                 f"results/logs/meta_lora/{_model}_retrain_{_method}.log",
             benchmark:
                 f"results/benchmarks/rules/meta_lora/{_model}_retrain_{_method}.tsv"
+            group: group_for("meta_lora", _model)
             threads: threads_for("meta_lora", _model)
             resources:
                 mem_mb=mem_mb_for("meta_lora", _model),
@@ -47,6 +48,7 @@ for _model in META_LORA_MODELS:
             f"results/logs/meta_lora/{_model}_finetune.log",
         benchmark:
             f"results/benchmarks/rules/meta_lora/{_model}_finetune.tsv"
+        group: group_for("meta_lora", _model)
         threads: threads_for("meta_lora", _model)
         resources:
             mem_mb=mem_mb_for("meta_lora", _model),
@@ -68,10 +70,12 @@ rule meta_lora_theory:
         "results/logs/meta_lora/theory.log",
     benchmark:
         "results/benchmarks/rules/meta_lora/theory.tsv"
+    group: group_for("meta_lora", "theory")
     threads: threads_for("meta_lora", "theory")
     resources:
         mem_mb=mem_mb_for("meta_lora", "theory"),
         runtime=runtime_for("meta_lora", "theory"),
+        gpu=gpu_for("meta_lora", "theory"),
     conda:
         ENV_CPU
     shell:
@@ -89,10 +93,12 @@ rule meta_lora_spurious:
         "results/logs/meta_lora/spurious.log",
     benchmark:
         "results/benchmarks/rules/meta_lora/spurious.tsv"
+    group: group_for("meta_lora", "theory")
     threads: threads_for("meta_lora", "theory")
     resources:
         mem_mb=mem_mb_for("meta_lora", "theory"),
         runtime=runtime_for("meta_lora", "theory"),
+        gpu=gpu_for("meta_lora", "theory"),
     conda:
         ENV_CPU
     shell:
@@ -109,6 +115,7 @@ rule meta_lora_figures:
         "results/logs/meta_lora/figures.log",
     benchmark:
         "results/benchmarks/rules/meta_lora/figures.tsv"
+    group: SUMMARIES_GROUP
     threads: 1
     resources:
         mem_mb=mem_mb_for(),
@@ -129,6 +136,7 @@ rule meta_lora_tables:
         "results/logs/meta_lora/tables.log",
     benchmark:
         "results/benchmarks/rules/meta_lora/tables.tsv"
+    group: SUMMARIES_GROUP
     threads: 1
     resources:
         mem_mb=mem_mb_for(),
