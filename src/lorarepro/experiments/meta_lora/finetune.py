@@ -16,8 +16,6 @@ trial's log10 ratio of SR's final error to its own (same trial, same test data, 
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ import torch
 
 from lorarepro.config import seeds_of
 from lorarepro.experiments.cli import resolve_device
-from lorarepro.experiments.meta_lora import grid
+from lorarepro.experiments.meta_lora import grid, job
 from lorarepro.experiments.meta_lora.instance import default_linear_init, truth as make_truth
 from lorarepro.metrics.spectral import tail_energy
 from lorarepro.optim import meta_retraining as mr
@@ -88,24 +86,19 @@ def finetune_run(model: str, sweep: str, setting: str, s: dict, seeds: list[int]
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", required=True, help="JSON: the model's settings, scale and device")
+    parser = job.parser(__doc__, records="metrics.json of every run and seed")
     parser.add_argument("--model", choices=["linear", "shallow"], required=True)
-    parser.add_argument("--records", nargs="+", required=True, help="metrics.json of every run and seed")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
+    args = job.parse(parser, argv)
 
-    params = json.loads(args.params)
+    params = args.params
     s = grid.resolve(params)
-    torch.set_num_threads(args.threads)
     seeds = seeds_of(s)
     root = grid.results_root(args.records[0])
     device = resolve_device(params["device"]) if args.model == "shallow" else "cpu"  # as in retraining
     runs = grid.finetune_runs(params)
     expected = {str(run_dir(root, grid.PAPER, f"{args.model}_{sweep}", method, setting, seed) / "metrics.json")
                 for sweep, method, setting in runs for seed in seeds}
-    if expected != set(args.records):
-        raise SystemExit(f"the output paths do not match the grid of {len(runs)} runs x {len(seeds)} seeds")
+    job.check_records(args, expected, f"the grid of {len(runs)} runs x {len(seeds)} seeds")
     recorded = {k: v for k, v in s.items() if k not in ("seeds", "resources", "sweeps", "base", "scale", "device",
                                                          "finetune", "retrain", "protocol")}
     recorded |= {"protocol": s.get("protocol", "paper")} | {f"finetune_{k}": v for k, v in s["finetune"].items()}

@@ -13,13 +13,12 @@ LoRA-ML, Σ_t‖U_tU_tᵀ − U_t*U_t*ᵀ‖²_F). The shallow net trains on the
 
 from __future__ import annotations
 
-import argparse
-import json
 
 import torch
 
 from lorarepro.config import seeds_of
 from lorarepro.experiments.cli import resolve_device
+from lorarepro.experiments.meta_lora import job
 from lorarepro.experiments.meta_lora.grid import PAPER, bases_file, parse_setting, resolve, results_root, retrain_points
 from lorarepro.experiments.meta_lora.instance import default_linear_init, truth as make_truth
 from lorarepro.io import atomic_path
@@ -84,17 +83,13 @@ def retrain_point(model: str, method: str, setting: str, s: dict, seeds: list[in
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", required=True, help="JSON: the model's settings, scale and device")
+    parser = job.parser(__doc__, records="metrics.json of every point and seed")
     parser.add_argument("--model", choices=["linear", "shallow"], required=True)
     parser.add_argument("--method", choices=["sr", "lora_ml"], required=True)
-    parser.add_argument("--records", nargs="+", required=True, help="metrics.json of every point and seed")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
+    args = job.parse(parser, argv)
 
-    params = json.loads(args.params)
+    params = args.params
     s = resolve(params)
-    torch.set_num_threads(args.threads)
     seeds, points = seeds_of(s), retrain_points(params)
     # The linear model's d × d steps are fastest on the CPU; the shallow net batches N samples per task.
     device = resolve_device(params["device"]) if args.model == "shallow" else "cpu"
@@ -102,8 +97,7 @@ def main(argv=None) -> None:
     root = results_root(args.records[0])
     expected = {str(run_dir(root, PAPER, experiment, args.method, point, seed) / "metrics.json")
                 for point in points for seed in seeds}
-    if expected != set(args.records):
-        raise SystemExit(f"the output paths do not match the grid of {len(points)} points x {len(seeds)} seeds")
+    job.check_records(args, expected, f"the grid of {len(points)} points x {len(seeds)} seeds")
     recorded = {k: v for k, v in s.items() if k not in ("seeds", "resources", "sweeps", "base", "scale", "device",
                                                          "finetune", "retrain", "protocol")}
     recorded |= {f"retrain_{k}": v for k, v in s["retrain"].items()} | {"protocol": s.get("protocol", "paper")}

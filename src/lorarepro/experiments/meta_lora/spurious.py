@@ -13,14 +13,12 @@ roots of each type; the trace holds the GD paths (column `point` numbers them).
 
 from __future__ import annotations
 
-import argparse
-import json
 
 import pandas as pd
 import torch
 
 from lorarepro.config import format_setting, seeds_of
-from lorarepro.experiments.meta_lora import grid
+from lorarepro.experiments.meta_lora import grid, job
 from lorarepro.optim import critical_points as cp
 from lorarepro.problems import multitask as mt
 from lorarepro.records import Stopwatch, run_dir, write_run
@@ -67,18 +65,12 @@ def search(spec: dict, seed: int) -> tuple[dict, pd.DataFrame]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", required=True, help="JSON: the theory settings, scale and device")
-    parser.add_argument("--records", nargs="+", required=True, help="metrics.json of every seed")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-
-    params = json.loads(args.params)
-    torch.set_num_threads(args.threads)
+    args = job.parse(job.parser(__doc__, records="metrics.json of every seed"), argv)
+    params = args.params
     spec, seeds = params["spurious"], seeds_of(params)
     setting, root = setting_of(spec), grid.results_root(args.records[0])
-    if {str(run_dir(root, grid.PAPER, EXPERIMENT, METHOD, setting, s) / "metrics.json") for s in seeds} != set(args.records):
-        raise SystemExit("the output paths do not match the spurious-minimum search's seeds")
+    job.check_records(args, {str(run_dir(root, grid.PAPER, EXPERIMENT, METHOD, setting, s) / "metrics.json")
+                             for s in seeds}, "the spurious-minimum search's seeds")
     for seed in seeds:
         with Stopwatch("cpu") as sw:
             metrics, trace = search(spec, seed)

@@ -15,15 +15,13 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 from functools import partial
 
 import pandas as pd
 import torch
 
 from lorarepro.config import format_setting, seeds_of
-from lorarepro.experiments.meta_lora import grid
+from lorarepro.experiments.meta_lora import grid, job
 from lorarepro.metrics.spectral import tail_energy
 from lorarepro.optim import meta_retraining as mr
 from lorarepro.problems import multitask as mt
@@ -89,20 +87,13 @@ CHECKS = {"thm2": thm2, "prop3": prop3, "gd_population": gd_population, "e1_fami
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", required=True, help="JSON: the theory settings, scale and device")
-    parser.add_argument("--records", nargs="+", required=True, help="metrics.json of every check point and seed")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-
-    params = json.loads(args.params)
-    torch.set_num_threads(args.threads)
+    args = job.parse(job.parser(__doc__, records="metrics.json of every check point and seed"), argv)
+    params = args.params
     seeds = seeds_of(params)
     root = grid.results_root(args.records[0])
     expected = {str(run_dir(root, grid.PAPER, experiment, method, setting, seed) / "metrics.json")
                 for experiment, method, setting in grid.theory_runs(params) for seed in seeds}
-    if expected != set(args.records):
-        raise SystemExit("the output paths do not match the theory checks' grid")
+    job.check_records(args, expected, "the theory checks' grid")
     for check, run in CHECKS.items():
         experiment, method = grid.THEORY[check]
         for p in grid.theory_points(params, check):
