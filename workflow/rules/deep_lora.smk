@@ -1,2 +1,156 @@
-# Rules of the deep_lora paper: experiments -> run records -> tables and figures.
+# Rules of the deep_lora paper: experiments -> run records -> figures.
 # (Registered with `register` so claims, reports and the `deep_lora` target pick them up.)
+# Deep matrix factorization / completion: Figures 2, 3, 4, 5, 9 and 10 of the paper.
+
+
+rule deep_lora_fig2:
+    output:
+        deep_lora_records("fig2", deep_lora_runs("fig2", method="{method}")),
+    params:
+        cfg=deep_lora_fig2_params,
+    log:
+        "results/logs/deep_lora/fig2_{method}.log",
+    benchmark:
+        "results/benchmarks/rules/deep_lora/fig2_{method}.tsv"
+    threads: threads_for("deep_lora", "fig2")
+    resources:
+        mem_mb=mem_mb_for("deep_lora", "fig2"),
+        runtime=runtime_for("deep_lora", "fig2"),
+        gpu=gpu_for("deep_lora", "fig2"),
+    conda:
+        deep_lora_env("fig2")
+    shell:
+        "python -m lorarepro.experiments.deep_lora.width --params {params.cfg:q}"
+        " --out results/deep_lora/fig2 --threads {threads} > {log} 2>&1"
+
+
+rule deep_lora_fig3:
+    output:
+        deep_lora_records("fig3"),
+    params:
+        cfg=run_params("deep_lora", "fig3"),
+    log:
+        "results/logs/deep_lora/fig3.log",
+    benchmark:
+        "results/benchmarks/rules/deep_lora/fig3.tsv"
+    threads: threads_for("deep_lora", "fig3")
+    resources:
+        mem_mb=mem_mb_for("deep_lora", "fig3"),
+        runtime=runtime_for("deep_lora", "fig3"),
+    conda:
+        ENV_CPU
+    shell:
+        "python -m lorarepro.experiments.deep_lora.svd_dynamics --params {params.cfg:q}"
+        " --out results/deep_lora/fig3 --threads {threads} > {log} 2>&1"
+
+
+rule deep_lora_fig4:
+    output:
+        deep_lora_records("fig4"),
+    params:
+        cfg=run_params("deep_lora", "fig4"),
+    log:
+        "results/logs/deep_lora/fig4.log",
+    benchmark:
+        "results/benchmarks/rules/deep_lora/fig4.tsv"
+    threads: threads_for("deep_lora", "fig4")
+    resources:
+        mem_mb=mem_mb_for("deep_lora", "fig4"),
+        runtime=runtime_for("deep_lora", "fig4"),
+        gpu=gpu_for("deep_lora", "fig4"),
+    conda:
+        deep_lora_env("fig4")
+    shell:
+        "python -m lorarepro.experiments.deep_lora.trajectories --params {params.cfg:q}"
+        " --out results/deep_lora/fig4 --threads {threads} > {log} 2>&1"
+
+
+rule deep_lora_fig5:
+    output:
+        deep_lora_records("fig5"),
+    params:
+        cfg=run_params("deep_lora", "fig5"),
+    log:
+        "results/logs/deep_lora/fig5.log",
+    benchmark:
+        "results/benchmarks/rules/deep_lora/fig5.tsv"
+    threads: threads_for("deep_lora", "fig5")
+    resources:
+        mem_mb=mem_mb_for("deep_lora", "fig5"),
+        runtime=runtime_for("deep_lora", "fig5"),
+        gpu=gpu_for("deep_lora", "fig5"),
+    conda:
+        deep_lora_env("fig5")
+    shell:
+        "python -m lorarepro.experiments.deep_lora.trajectories --params {params.cfg:q}"
+        " --out results/deep_lora/fig5 --threads {threads} > {log} 2>&1"
+
+
+rule deep_lora_fig9:
+    output:
+        deep_lora_records("fig9"),
+    params:
+        cfg=run_params("deep_lora", "fig9"),
+    log:
+        "results/logs/deep_lora/fig9.log",
+    benchmark:
+        "results/benchmarks/rules/deep_lora/fig9.tsv"
+    threads: threads_for("deep_lora", "fig9")
+    resources:
+        mem_mb=mem_mb_for("deep_lora", "fig9"),
+        runtime=runtime_for("deep_lora", "fig9"),
+    conda:
+        ENV_CPU
+    shell:
+        "python -m lorarepro.experiments.deep_lora.nonlinear_gradient --params {params.cfg:q}"
+        " --out results/deep_lora/fig9 --threads {threads} > {log} 2>&1"
+
+
+rule deep_lora_fig10:
+    output:
+        deep_lora_records("fig10"),
+    params:
+        cfg=run_params("deep_lora", "fig10"),
+    log:
+        "results/logs/deep_lora/fig10.log",
+    benchmark:
+        "results/benchmarks/rules/deep_lora/fig10.tsv"
+    threads: threads_for("deep_lora", "fig10")
+    resources:
+        mem_mb=mem_mb_for("deep_lora", "fig10"),
+        runtime=runtime_for("deep_lora", "fig10"),
+        gpu=gpu_for("deep_lora", "fig10"),
+    conda:
+        deep_lora_env("fig10")
+    shell:
+        "python -m lorarepro.experiments.deep_lora.narrow --params {params.cfg:q}"
+        " --out results/deep_lora/fig10 --threads {threads} > {log} 2>&1"
+
+
+rule deep_lora_figure:
+    input:
+        deep_lora_figure_inputs,
+    output:
+        figure_files("deep_lora", "figure_{figure}"),
+    wildcard_constraints:
+        figure="|".join(DEEP_LORA_FIGURES),
+    log:
+        "results/logs/deep_lora/figure_{figure}.log",
+    benchmark:
+        "results/benchmarks/rules/deep_lora/figure_{figure}.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(),
+        runtime=runtime_for(),
+    conda:
+        ENV_REPORT
+    shell:
+        "python -m lorarepro.experiments.deep_lora.figures {wildcards.figure} --records {input}"
+        " --out {output} > {log} 2>&1"
+
+
+register(
+    "deep_lora",
+    records=[r for exp in DEEP_LORA_FIGURES.values() for r in deep_lora_records(exp)],
+    figures=[f for n in DEEP_LORA_FIGURES for f in figure_files("deep_lora", f"figure_{n}")],
+)

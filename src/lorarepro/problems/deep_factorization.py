@@ -77,6 +77,14 @@ def end_to_end(factors: Sequence[torch.Tensor]) -> torch.Tensor:
     return product
 
 
+def nonlinear_end_to_end(factors: Sequence[torch.Tensor], activation=torch.relu) -> torch.Tensor:
+    """W_L·σ(W_{L−1}⋯σ(W_2·σ(W_1))), eq. (13): the factorization with an activation between layers."""
+    product = factors[0]
+    for w in factors[1:]:
+        product = w @ activation(product)
+    return product
+
+
 def chain_gradients(factors: Sequence[torch.Tensor], grad_output: torch.Tensor) -> list[torch.Tensor]:
     """∇_{W_l} = W_{L:l+1}ᵀ · (∂ℓ/∂f) · W_{l−1:1}ᵀ for every factor, eq. (14)."""
     prefixes = _prefixes(factors)
@@ -148,7 +156,7 @@ class Check:
 
     step: int  # iterations done
     trials: torch.Tensor  # indices (into the original batch) of the trials in `factors`
-    factors: list[torch.Tensor]
+    factors: list[torch.Tensor]  # live: updated in place once the monitor returns (copy what you keep)
     output: torch.Tensor  # f(Θ) of those trials
     loss: torch.Tensor  # their training loss (CPU, float64)
     elapsed: float  # seconds spent in gradient descent so far (monitor time excluded)

@@ -1,0 +1,61 @@
+"""Figure 10 (App. D.1): compressed against narrow random factorizations in deep matrix completion.
+
+For each seed and each overestimated rank r̂: the compression (11) of a full-width orthogonal
+initialisation to width 2r̂, trained with discrepant step γη on its outer factors (method `compressed`),
+and a randomly initialised factorization of the same width 2r̂, orthogonal at the same scale ε (method
+`narrow`), both until the training loss is below `tol`. They run one after the other in this process so
+that their wall times compare; the compressed model's includes its setup. The compressed record also
+carries its iterations and seconds relative to the narrow run of the same seed and r̂.
+
+    python -m lorarepro.experiments.deep_lora.narrow --params '{...}' --out results/deep_lora/fig10
+"""
+
+from __future__ import annotations
+
+import time
+
+from lorarepro.adapters.compression import compress, discrepant_steps, narrow_factors
+from lorarepro.experiments.deep_lora import common
+from lorarepro.problems.deep_factorization import chain_gradients, descend, end_to_end
+from lorarepro.records import Stopwatch
+
+
+def train(factors, problem, steps, params, offset=0.0) -> dict:
+    log = common.TrialLog(problem, 1, offset)
+    reached = descend(factors, problem, steps, iters=params["max_iters"], check_every=params["check_every"],
+                      tol=params["tol"], monitor=log)
+    return {"metrics": log.metrics(0, reached[0].item()), "trace": log.trace(0), "diverged_at": log.diverged_at(0)}
+
+
+def main() -> None:
+    args = common.parse_args(__doc__)
+    params, out = args.params, args.out
+    d, depth, eps, step = params["d"], params["depth"], params["eps"], params["step"]
+    device = common.device_of(params)
+    problem = common.make_problem(params, device)
+    for seed in common.seeds_of(params):
+        for rank_hat in params["ranks"]:
+            with Stopwatch(device.type) as watch:
+                start = time.perf_counter()
+                full = common.init_trials([seed], d=d, width=d, depth=depth, eps=eps, device=device)
+                grad_first = chain_gradients(full, problem.grad_output(end_to_end(full)))[0]
+                compressed = compress(full[0], grad_first, end_to_end(full), rank=rank_hat, scales=[eps] * depth)
+                setup = time.perf_counter() - start
+                runs = {"compressed": train(compressed.factors, problem,
+                                            discrepant_steps(step, params["gamma"], depth), params, setup)}
+                narrow = [w.unsqueeze(0).to(device) for w in narrow_factors(
+                    d, d, rank_hat, depth, eps, generator=common.generator(seed, "narrow"), dtype=common.DTYPE)]
+                runs["narrow"] = train(narrow, problem, [step] * depth, params)
+            compressed_m, narrow_m = runs["compressed"]["metrics"], runs["narrow"]["metrics"]
+            compressed_m["iters_vs_narrow"] = compressed_m["iters_to_tol"] / narrow_m["iters_to_tol"]
+            compressed_m["wall_speedup_vs_narrow"] = narrow_m["wall_s_to_tol"] / compressed_m["wall_s_to_tol"]
+            for method, result in runs.items():
+                setting = {"rank_hat": rank_hat}
+                common.write_record(out, method=method, setting=setting, seed=seed,
+                                    params={**params, "overestimate": rank_hat - params["rank"]},
+                                    metrics=result["metrics"], runtime=watch.runtime(), trace=result["trace"],
+                                    diverged_at=result["diverged_at"])
+
+
+if __name__ == "__main__":
+    main()
