@@ -39,6 +39,13 @@ def parse_args(description: str) -> argparse.Namespace:
     return args
 
 
+def start(description: str) -> tuple[dict, Path, torch.device, Completion]:
+    """Parse the command line, seed, and build the problem: (params, output folder, device, problem)."""
+    args = parse_args(description)
+    device = device_of(args.params)
+    return args.params, args.out, device, make_problem(args.params, device)
+
+
 def device_of(params: dict) -> torch.device:
     """`auto` is CUDA when a GPU is visible, else the CPU."""
     requested = params.get("device", "auto")

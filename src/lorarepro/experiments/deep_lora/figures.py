@@ -39,15 +39,16 @@ def figure_2(records: pd.DataFrame, traces: pd.DataFrame):
 
 def figure_3(records: pd.DataFrame, traces: pd.DataFrame):
     trace = traces[traces["seed"] == traces["seed"].min()]
+    angles = trace[trace["step"] >= 1]  # measured against t = 1 (at t = 0 the singular vectors are arbitrary)
     fig, axes = plotting.figure(3)
     rank = int(records["params.rank"].iloc[0])
     d = int(trace["index"].max())
     colours = plotting.plt.get_cmap("viridis")(np.linspace(0, 1, d))
     for index, rows in trace.groupby("index"):
-        kw = {"color": colours[index - 1], "linewidth": 1.0}
-        axes[0, 0].plot(rows["step"], rows["sigma"], **kw)
-        axes[0, 1].plot(rows["step"], rows["angle_v"], **kw)
-        axes[0, 2].plot(rows["step"], rows["angle_u"], **kw)
+        axes[0, 0].plot(rows["step"], rows["sigma"], color=colours[index - 1], linewidth=1.0)
+    for index, rows in angles.groupby("index"):
+        axes[0, 1].plot(rows["step"], rows["angle_v"], color=colours[index - 1], linewidth=1.0)
+        axes[0, 2].plot(rows["step"], rows["angle_u"], color=colours[index - 1], linewidth=1.0)
     rho = trace.drop_duplicates("step")
     axes[0, 0].plot(rho["step"], rho["rho"], "k--", linewidth=1.2, label="ρ(t), recursion (6)")
     axes[0, 0].legend()
@@ -66,13 +67,15 @@ def _pcs(ax, traces: pd.DataFrame):
     for label, rows in traces.dropna(subset=["pc1"]).groupby("label", sort=False):
         width = 4.0 if label == "original" else 1.8
         ax.plot(rows["pc1"], rows["pc2"], rows["pc3"], label=label, linewidth=width)
-    ax.set(xlabel="PC 1", ylabel="PC 2", zlabel="PC 3", title="End-to-end trajectories")
-    ax.legend(fontsize=8)
+    ax.set(xlabel="PC 1", ylabel="PC 2", zlabel="PC 3")
+    ax.set_title("End-to-end trajectories (top 3 PCs)")
+    ax.legend(fontsize=8, loc="upper left")
 
 
 def _with_3d_first(ncols: int):
-    fig, axes = plotting.figure(ncols)
+    fig, axes = plotting.figure(ncols, width=5.0, height=3.8)
     axes[0, 0].remove()
+    fig.subplots_adjust(wspace=0.45)
     return fig, fig.add_subplot(1, ncols, 1, projection="3d"), axes[0, 1:]
 
 
@@ -100,9 +103,9 @@ def figure_9(records: pd.DataFrame, traces: pd.DataFrame):
     fig, axes = plotting.figure(1, width=5.0)
     rank = int(records["params.rank"].iloc[0])
     plotting.curves(axes[0, 0], traces.assign(seed=traces["seed"].astype(str)), x="index", y="sigma",
-                    hue="seed", spread=None, logy=True, marker=".")
+                    hue="seed", spread=None, logy=True)
     axes[0, 0].axvline(rank + 0.5, color="grey", linestyle=":", label=f"r* = {rank}")
-    axes[0, 0].set(xlabel="index i", ylabel="σ_i(∇_{W₂} ℓ)", title="Gradient spectrum at init, ReLU factorization")
+    axes[0, 0].set(xlabel="index i", ylabel="σ_i of ∇ℓ w.r.t. W₂", title="Gradient spectrum at init, ReLU factorization")
     axes[0, 0].set_xscale("log")
     axes[0, 0].legend(title="seed")
     return fig

@@ -22,11 +22,8 @@ from lorarepro.records import Stopwatch
 
 
 def main() -> None:
-    args = common.parse_args(__doc__)
-    params, out = args.params, args.out
+    params, out, device, problem = common.start(__doc__)
     d, depth, eps, step = params["d"], params["depth"], params["eps"], params["step"]
-    device = common.device_of(params)
-    problem = common.make_problem(params, device)
     for seed in common.seeds_of(params):
         for rank_hat in params["ranks"]:
             with Stopwatch(device.type) as watch:

@@ -18,11 +18,8 @@ from lorarepro.records import Stopwatch
 
 
 def main() -> None:
-    args = common.parse_args(__doc__)
-    params, out = args.params, args.out
+    params, out, device, problem = common.start(__doc__)
     d, rank, depth = params["d"], params["rank"], params["depth"]
-    device = common.device_of(params)
-    problem = common.make_problem(params, device)
     seeds = common.seeds_of(params)
     with Stopwatch(device.type) as watch:
         factors = [w.requires_grad_() for w in common.init_trials(

@@ -34,11 +34,8 @@ def layer_dynamics(weights: torch.Tensor, rho: torch.Tensor, block_size: int) ->
 
 
 def main() -> None:
-    args = common.parse_args(__doc__)
-    params, out = args.params, args.out
+    params, out, device, problem = common.start(__doc__)
     d, depth, eps, step, iters = params["d"], params["depth"], params["eps"], params["step"], params["iters"]
-    device = common.device_of(params)
-    problem = common.make_problem(params, device)
     seeds = common.seeds_of(params)
     factors = common.init_trials(seeds, d=d, width=d, depth=depth, eps=eps, device=device)
     history = []

@@ -113,11 +113,8 @@ def distances(original: Snapshots, other: Snapshots, target_norm_sq: float, boun
 
 
 def main() -> None:
-    args = common.parse_args(__doc__)
-    params, out = args.params, args.out
+    params, out, device, problem = common.start(__doc__)
     d, rank, depth, eps, step = params["d"], params["rank"], params["depth"], params["eps"], params["step"]
-    device = common.device_of(params)
-    problem = common.make_problem(params, device)
     target_norm_sq = problem.target.square().sum().item()
     bound = (d - 2 * rank) * eps ** (2 * depth)
     k = params["components"]

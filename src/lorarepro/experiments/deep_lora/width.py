@@ -18,12 +18,9 @@ from lorarepro.records import Stopwatch
 
 
 def main() -> None:
-    args = common.parse_args(__doc__)
-    params, out = args.params, args.out
+    params, out, device, problem = common.start(__doc__)
     method = params["method"]
     depth, step = params["methods"][method]["depth"], params["methods"][method]["step"]
-    device = common.device_of(params)
-    problem = common.make_problem(params, device)
     seeds = common.seeds_of(params)
     previous = None
     for width in sorted(params["widths"]):
