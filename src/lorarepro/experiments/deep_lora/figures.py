@@ -57,6 +57,7 @@ def figure_3(records: pd.DataFrame, traces: pd.DataFrame):
     axes[0, 2].set(xlabel="iteration t", ylabel="∠(u_i(t), u_i(1)) [rad]", title="Left singular vectors")
     sm = plotting.plt.cm.ScalarMappable(cmap="viridis", norm=plotting.plt.Normalize(1, d))
     fig.colorbar(sm, ax=axes[0, 2], label="index i")
+    fig.subplots_adjust(wspace=0.35)
     fig.suptitle(f"d = {d}, r* = {rank}: {d - 2 * rank} singular values stay equal to ρ(t) and their "
                  f"subspace never moves", fontsize=10)
     return fig
@@ -85,6 +86,7 @@ def figure_4(records: pd.DataFrame, traces: pd.DataFrame):
     _pcs(pcs, traces)
     plotting.curves(loss, traces, x="wall_s", y="loss", hue="label", spread=None, logy=True)
     loss.set(xlabel="wall time [s]", ylabel="training loss", title="Training loss vs wall time")
+    loss.get_legend().set_title(None)
     return fig
 
 
@@ -96,6 +98,8 @@ def figure_5(records: pd.DataFrame, traces: pd.DataFrame):
     by_iter.set(xlabel="iteration (×100)", ylabel="recovery error", title="Recovery error vs iteration")
     plotting.curves(by_time, traces, x="wall_s", y="recovery_error", hue="label", spread=None, logy=True)
     by_time.set(xlabel="wall time [s]", ylabel="recovery error", title="Recovery error vs wall time")
+    for ax in (by_iter, by_time):
+        ax.get_legend().set_title(None)
     return fig
 
 
@@ -114,11 +118,11 @@ def figure_9(records: pd.DataFrame, traces: pd.DataFrame):
 def figure_10(records: pd.DataFrame, traces: pd.DataFrame):
     fig, axes = plotting.figure(2)
     records = records.assign(iters_x100=records["metrics.iters_to_tol"] / 100)
-    for ax, y, label in ((axes[0, 0], "iters_x100", "iterations (×100)"),
-                         (axes[0, 1], "metrics.wall_s_to_tol", "wall time [s]")):
+    for ax, y, label, title in ((axes[0, 0], "iters_x100", "iterations (×100)", "Iterations to converge"),
+                                (axes[0, 1], "metrics.wall_s_to_tol", "wall time [s]", "Wall time to converge")):
         plotting.curves(ax, records, x="params.rank_hat", y=y, hue="method", spread="sd", estimator="mean",
                         marker="o")
-        ax.set(xlabel="overestimated rank r̂ (width 2r̂)", ylabel=label, title=f"{label.split(' [')[0]} to converge")
+        ax.set(xlabel="overestimated rank r̂ (width 2r̂)", ylabel=label, title=title)
     return fig
 
 
