@@ -1,1 +1,1 @@
-"""LoRA parameterisations and initialisations as matrix-level functions: given W and/or its gradient, the factors."""
+"""LoRA parameterisations and initialisations, as matrix-level functions and on PEFT models."""

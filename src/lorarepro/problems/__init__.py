@@ -1,1 +1,1 @@
-"""Synthetic task generators: the targets, masks, losses and trainers of the matrix experiments."""
+"""Synthetic problems: matrix factorization targets, multi-task regression, fine-tuning tasks."""
