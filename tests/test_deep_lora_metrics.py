@@ -1,11 +1,15 @@
-"""Metrics of the deep_lora experiments: small-angle accuracy, SVD-dynamics blocks, trajectory PCA."""
+"""Metrics of the deep_lora experiments: small-angle accuracy, SVD-dynamics blocks, trajectory PCA, the
+moment a checked run crossed its tolerance."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+import pytest
 import torch
 
+from lorarepro.metrics.convergence import crossing, log_interpolate
 from lorarepro.metrics.dynamics import (
     block_relative_error,
     nearest_block,
@@ -63,3 +67,16 @@ def test_principal_directions_match_the_svd_of_the_stacked_trajectory():
     assert largest_angle(vh[:3].T, directions).item() < 1e-10
     coords = project(snapshots, directions)
     torch.testing.assert_close(coords.abs(), (snapshots.reshape(12, -1) @ vh[:3].T).abs())
+
+
+def test_crossing_interpolates_the_level_between_two_checks_in_log_scale():
+    steps = np.array([0, 100, 200, 300])
+    loss = np.array([1.0, 1e-2, 1e-6, 1e-12])
+    # log-linear between (100, 1e-2) and (200, 1e-6): 1e-4 is reached half way.
+    assert crossing(loss, 1e-4, steps=steps) == pytest.approx(150.0)
+    assert crossing(loss, 1e-6, steps=steps) == pytest.approx(200.0)
+    assert crossing(loss, 2.0, steps=steps) == 0.0
+    assert math.isnan(crossing(loss, 1e-13, steps=steps))
+    # A quantity decaying at the same rate is read off at the crossing, wherever the checks fall.
+    error = 30 * loss
+    assert log_interpolate(error, crossing(loss, 1e-4, steps=steps), steps=steps) == pytest.approx(30 * 1e-4)

@@ -19,6 +19,7 @@ import torch
 
 from lorarepro.adapters.compression import orthogonal_factors
 from lorarepro.config import format_setting
+from lorarepro.metrics.convergence import crossing, log_interpolate
 from lorarepro.problems.deep_factorization import Check, Completion, Descent, low_rank_target, observation_mask
 from lorarepro.records import first_nonfinite, write_run
 from lorarepro.seeding import seed_everything
@@ -83,10 +84,10 @@ def init_trials(seeds: list[int], *, d: int, width: int, depth: int, eps: float,
 
 class TrialLog:
     """A `descend` monitor: per trial, one trace row per check (step, loss, recovery error, seconds of
-    descent plus `offset`, e.g. a compression's setup time)."""
+    descent plus `offset`, e.g. a compression's setup time); `tol` is the descent's tolerance."""
 
-    def __init__(self, problem: Completion, n_trials: int, offset: float = 0.0):
-        self.problem, self.offset = problem, offset
+    def __init__(self, problem: Completion, n_trials: int, offset: float = 0.0, tol: float | None = None):
+        self.problem, self.offset, self.tol = problem, offset, tol
         self.rows: list[list[dict]] = [[] for _ in range(n_trials)]
 
     def __call__(self, check: Check) -> None:
@@ -116,7 +117,20 @@ class TrialLog:
         }
         if "recovery_error" in trace:
             out["final_recovery_error"] = float(last["recovery_error"])
+            out["recovery_error_at_tol"] = self.at_tolerance(trace, "recovery_error")
+            # Where the run converged, the error when the loss crossed the tolerance (independent of where
+            # the check that caught it landed), else the error at the end.
+            out["recovery_error"] = (out["final_recovery_error"] if math.isnan(out["recovery_error_at_tol"])
+                                     else out["recovery_error_at_tol"])
         return out
+
+    def at_tolerance(self, trace: pd.DataFrame, column: str) -> float:
+        """`column` when the training loss first fell to the tolerance, log-interpolated between the checks
+        around that moment (NaN if it never did)."""
+        if self.tol is None:
+            return float("nan")
+        step = crossing(trace["loss"], self.tol, steps=trace["step"])
+        return float("nan") if math.isnan(step) else log_interpolate(trace[column], step, steps=trace["step"])
 
     def diverged_at(self, trial: int) -> int | None:
         trace = self.trace(trial)
@@ -128,7 +142,7 @@ def logged_descent(factors: list[torch.Tensor], problem: Completion, steps: list
                    also: Callable[[Check], None] | None = None) -> tuple[Descent, TrialLog]:
     """A single-trial `Descent` with the experiment's horizon and check interval, logged (and `also`
     monitored); `offset` is added to its clock, e.g. the compressed model's setup time."""
-    log = TrialLog(problem, 1, offset)
+    log = TrialLog(problem, 1, offset, tol)
 
     def monitor(check: Check) -> None:
         log(check)

@@ -26,9 +26,10 @@ def figure_2(records: pd.DataFrame, traces: pd.DataFrame):
     fig, axes = plotting.figure(2)
     records = records.assign(depth="L = " + records["params.depth"].astype(str),
                              iters_x100=records["metrics.iters_to_tol"] / 100)
-    plotting.curves(axes[0, 0], records, x="params.width", y="metrics.final_recovery_error", hue="depth",
+    plotting.curves(axes[0, 0], records, x="params.width", y="metrics.recovery_error", hue="depth",
                     spread="sd", estimator="mean", logy=True, marker="o")
-    axes[0, 0].set(xlabel="width", ylabel="recovery error", title="Recovery error vs width")
+    axes[0, 0].set(xlabel="width", ylabel="recovery error (when the loss reaches tol, else at the end)",
+                   title="Recovery error vs width")
     deep = records[records["params.depth"] == records["params.depth"].max()]
     plotting.curves(axes[0, 1], deep, x="params.width", y="iters_x100", hue="depth", spread="sd",
                     estimator="mean", marker="o")

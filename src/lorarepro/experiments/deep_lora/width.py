@@ -2,8 +2,9 @@
 
 For one depth L (method `depth<L>`) and every width of the sweep, GD from orthogonal init at scale ε on a
 masked low-rank target until the training loss is below `tol` (or `max_iters`), all seeds as one batch.
-Per run: the recovery error at the end and the iterations to `tol`, and — against the same seed at the
-next narrower width — the ratios of both, so that "iterations fall with width" is a per-run number.
+Per run: the iterations to `tol` and the recovery error when the training loss crossed `tol` (interpolated
+between the checks around it; at the end for runs that never get there), and — against the same seed at
+the next narrower width — the ratios of both, so that "iterations fall with width" is a per-run number.
 
     python -m lorarepro.experiments.deep_lora.width --params '{...}' --method depth3 --out results/deep_lora/fig2
 """
@@ -26,7 +27,7 @@ def main() -> None:
     for width in sorted(params["widths"]):
         factors = common.init_trials(seeds, d=params["d"], width=width, depth=depth, eps=params["eps"],
                                      device=device)
-        log = common.TrialLog(problem, len(seeds))
+        log = common.TrialLog(problem, len(seeds), tol=params["tol"])
         with Stopwatch(device.type) as watch:
             reached = descend(factors, problem, [step] * depth, iters=params["max_iters"],
                               check_every=params["check_every"], tol=params["tol"], monitor=log)
@@ -35,7 +36,7 @@ def main() -> None:
             metrics = current[i]
             metrics["iters_vs_narrower"] = _ratio(metrics, previous[i] if previous else None, "iters_to_tol")
             metrics["recovery_vs_narrower"] = _ratio(metrics, previous[i] if previous else None,
-                                                     "final_recovery_error")
+                                                     "recovery_error")
             common.write_record(out, method=method, setting={"width": width}, seed=seed,
                                 params={**params, "depth": depth, "step": step}, metrics=metrics,
                                 runtime=watch.runtime(seeds_in_job=len(seeds)), trace=log.trace(i),
