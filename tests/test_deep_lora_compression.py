@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lorarepro.adapters.compression import (
@@ -22,6 +23,15 @@ from lorarepro.problems.deep_factorization import (
     low_rank_target,
     observation_mask,
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Many tiny products: threads only add contention on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def gen(seed: int) -> torch.Generator:

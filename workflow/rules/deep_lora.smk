@@ -127,17 +127,15 @@ rule deep_lora_fig10:
         " --out results/deep_lora/fig10 --threads {threads} > {log} 2>&1"
 
 
-rule deep_lora_figure:
+rule deep_lora_figures:
     input:
-        deep_lora_figure_inputs,
+        deep_lora_figure_records(),
     output:
-        figure_files("deep_lora", "figure_{figure}"),
-    wildcard_constraints:
-        figure="|".join(DEEP_LORA_FIGURES),
+        deep_lora_figure_files(),
     log:
-        "results/logs/deep_lora/figure_{figure}.log",
+        "results/logs/deep_lora/figures.log",
     benchmark:
-        "results/benchmarks/rules/deep_lora/figure_{figure}.tsv"
+        "results/benchmarks/rules/deep_lora/figures.tsv"
     threads: 1
     resources:
         mem_mb=mem_mb_for(),
@@ -145,12 +143,11 @@ rule deep_lora_figure:
     conda:
         ENV_REPORT
     shell:
-        "python -m lorarepro.experiments.deep_lora.figures {wildcards.figure} --records {input}"
-        " --out {output} > {log} 2>&1"
+        "python -m lorarepro.experiments.deep_lora.figures --records {input} --out {output} > {log} 2>&1"
 
 
 register(
     "deep_lora",
-    records=[r for exp in DEEP_LORA_FIGURES.values() for r in deep_lora_records(exp)],
-    figures=[f for n in DEEP_LORA_FIGURES for f in figure_files("deep_lora", f"figure_{n}")],
+    records=deep_lora_figure_records(),
+    figures=deep_lora_figure_files(),
 )

@@ -34,5 +34,10 @@ def deep_lora_fig2_params(wildcards):
     return run_params(DEEP_LORA, "fig2", method=wildcards.method)
 
 
-def deep_lora_figure_inputs(wildcards):
-    return deep_lora_records(DEEP_LORA_FIGURES[wildcards.figure])
+def deep_lora_figure_records():
+    """The records of every experiment a figure draws."""
+    return [r for exp in DEEP_LORA_FIGURES.values() for r in deep_lora_records(exp)]
+
+
+def deep_lora_figure_files():
+    return [f for n in DEEP_LORA_FIGURES for f in figure_files(DEEP_LORA, f"figure_{n}")]

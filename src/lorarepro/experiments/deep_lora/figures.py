@@ -1,12 +1,14 @@
-"""The paper's matrix figures (2, 3, 4, 5, 9, 10) from run records and their traces.
+"""The paper's matrix figures (2, 3, 4, 5, 9, 10), each from the run records (and traces) of its experiment;
+all in one process, since at small sizes starting the interpreter costs more than drawing.
 
-    python -m lorarepro.experiments.deep_lora.figures 4 --records results/deep_lora/fig4/**/metrics.json \
-        --out results/deep_lora/figures/figure_4.pdf results/deep_lora/figures/figure_4.png
+    python -m lorarepro.experiments.deep_lora.figures --records results/deep_lora/fig*/**/metrics.json \
+        --out results/deep_lora/figures/figure_4.pdf results/deep_lora/figures/figure_4.png ...
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -127,17 +129,25 @@ def figure_10(records: pd.DataFrame, traces: pd.DataFrame):
     return fig
 
 
-FIGURES = {"2": figure_2, "3": figure_3, "4": figure_4, "5": figure_5, "9": figure_9, "10": figure_10}
+# Figure number -> the experiment whose records it draws, and how.
+FIGURES = {"2": ("fig2", figure_2), "3": ("fig3", figure_3), "4": ("fig4", figure_4), "5": ("fig5", figure_5),
+           "9": ("fig9", figure_9), "10": ("fig10", figure_10)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("figure", choices=sorted(FIGURES))
-    parser.add_argument("--records", nargs="+", required=True)
-    parser.add_argument("--out", nargs="+", required=True, help="figure files (format from the suffix)")
+    parser.add_argument("--records", nargs="+", required=True, help="metrics.json of every drawn experiment")
+    parser.add_argument("--out", nargs="+", type=Path, required=True,
+                        help="figure files figure_<n>.<format>, n one of " + ", ".join(FIGURES))
     args = parser.parse_args()
-    fig = FIGURES[args.figure](load_records(args.records), load_traces(args.records))
-    plotting.save(fig, args.out)
+    records = load_records(args.records)
+    outputs: dict[str, list[Path]] = {}
+    for path in args.out:
+        outputs.setdefault(path.stem.removeprefix("figure_"), []).append(path)
+    for number, paths in outputs.items():
+        experiment, draw = FIGURES[number]
+        mine = records[records["experiment"] == experiment]
+        plotting.save(draw(mine, load_traces(mine["path"])), paths)
 
 
 if __name__ == "__main__":
