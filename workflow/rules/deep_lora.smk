@@ -1,6 +1,7 @@
 # Rules of the deep_lora paper: experiments -> run records -> figures.
 # (Registered with `register` so claims, reports and the `deep_lora` target pick them up.)
-# Deep matrix factorization / completion: Figures 2, 3, 4, 5, 9 and 10 of the paper.
+# Deep matrix factorization / completion: Figures 2, 3, 4, 5, 9 and 10 of the paper; few-shot
+# fine-tuning of a language model through the engine: Figures 6, 7, 8 and Table 2.
 
 
 rule deep_lora_fig2:
@@ -146,8 +147,59 @@ rule deep_lora_figures:
         "python -m lorarepro.experiments.deep_lora.figures --records {input} --out {output} > {log} 2>&1"
 
 
+rule deep_lora_fewshot:
+    input:
+        deep_lora_lm_assets("fewshot"),
+    output:
+        deep_lora_fewshot_records("{method}"),
+    params:
+        cfg=run_params("deep_lora", "fewshot"),
+    wildcard_constraints:
+        n=r"\d+",
+        r=r"\d+",
+    log:
+        "results/logs/deep_lora/fewshot_{method}_n={n}_r={r}.log",
+    benchmark:
+        "results/benchmarks/rules/deep_lora/fewshot_{method}_n={n}_r={r}.tsv"
+    threads: threads_for("deep_lora", "fewshot")
+    resources:
+        mem_mb=mem_mb_for("deep_lora", "fewshot"),
+        runtime=runtime_for("deep_lora", "fewshot"),
+        gpu=gpu_for("deep_lora", "fewshot"),
+    conda:
+        deep_lora_env("fewshot")
+    shell:
+        "python -m lorarepro.experiments.deep_lora.finetune --params {params.cfg:q} --method {wildcards.method}"
+        " --n {wildcards.n} --r {wildcards.r} --out results/deep_lora/fewshot --threads {threads}"
+        " --data-root resources/data --models-root resources/models > {log} 2>&1"
+
+
+rule deep_lora_lm_figures:
+    input:
+        deep_lora_fewshot_records(),
+    output:
+        figures=deep_lora_lm_figure_files(),
+        table=DEEP_LORA_TABLE_2,
+    params:
+        cfg=run_params("deep_lora", "fewshot"),
+    log:
+        "results/logs/deep_lora/lm_figures.log",
+    benchmark:
+        "results/benchmarks/rules/deep_lora/lm_figures.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(),
+        runtime=runtime_for(),
+    conda:
+        ENV_REPORT
+    shell:
+        "python -m lorarepro.experiments.deep_lora.lm_figures --params {params.cfg:q} --records {input}"
+        " --out {output.figures} --table {output.table} > {log} 2>&1"
+
+
 register(
     "deep_lora",
-    records=deep_lora_figure_records(),
-    figures=deep_lora_figure_files(),
+    records=deep_lora_figure_records() + deep_lora_fewshot_records(),
+    tables=[DEEP_LORA_TABLE_2],
+    figures=deep_lora_figure_files() + deep_lora_lm_figure_files(),
 )

@@ -41,3 +41,36 @@ def deep_lora_figure_records():
 
 def deep_lora_figure_files():
     return [f for n in DEEP_LORA_FIGURES for f in figure_files(DEEP_LORA, f"figure_{n}")]
+
+
+# ---- language-model fine-tuning (Figures 6, 7, 8, Table 2) ----------------------------------------
+DEEP_LORA_LM_FIGURES = ["6", "7", "8"]
+DEEP_LORA_TABLE_2 = "results/deep_lora/tables/table_2.csv"
+
+
+def deep_lora_fewshot_settings():
+    """The (n, r) pairs run: Figure 6's sweep of n at `rank` and Figure 8's sweep of r at `rank_n`."""
+    cfg = settings(DEEP_LORA, "fewshot")
+    pairs = [(n, cfg["rank"]) for n in cfg["ns"]] + [(cfg["rank_n"], r) for r in cfg["ranks"]]
+    return list(dict.fromkeys(pairs))
+
+
+def deep_lora_fewshot_records(method=None):
+    """metrics.json of every few-shot run (or only `method`'s, at wildcard n and r)."""
+    cfg = settings(DEEP_LORA, "fewshot")
+    if method is not None:
+        runs = [(method, "n={n}_r={r}")]
+    else:
+        runs = [(m, format_setting({"n": n, "r": r})) for m in cfg["methods"] for n, r in deep_lora_fewshot_settings()]
+    return run_records(DEEP_LORA, "fewshot", runs, seeds(DEEP_LORA, "fewshot"))
+
+
+def deep_lora_lm_assets(experiment):
+    """The data set and (when bundled) the model an engine experiment reads, so the DAG builds them first."""
+    cfg = settings(DEEP_LORA, experiment)
+    name = cfg["model"]["name"]
+    return [dataset_dir(cfg["task"]["dataset"])] + ([model_dir(name)] if name in OFFLINE_MODELS else [])
+
+
+def deep_lora_lm_figure_files():
+    return [f for n in DEEP_LORA_LM_FIGURES for f in figure_files(DEEP_LORA, f"figure_{n}")]

@@ -129,6 +129,14 @@ def figure_10(records: pd.DataFrame, traces: pd.DataFrame):
     return fig
 
 
+def by_figure(paths: list[Path]) -> dict[str, list[Path]]:
+    """Output files figure_<n>.<format> grouped by the figure number n."""
+    out: dict[str, list[Path]] = {}
+    for path in paths:
+        out.setdefault(path.stem.removeprefix("figure_"), []).append(path)
+    return out
+
+
 # Figure number -> the experiment whose records it draws, and how.
 FIGURES = {"2": ("fig2", figure_2), "3": ("fig3", figure_3), "4": ("fig4", figure_4), "5": ("fig5", figure_5),
            "9": ("fig9", figure_9), "10": ("fig10", figure_10)}
@@ -141,10 +149,7 @@ def main() -> None:
                         help="figure files figure_<n>.<format>, n one of " + ", ".join(FIGURES))
     args = parser.parse_args()
     records = load_records(args.records)
-    outputs: dict[str, list[Path]] = {}
-    for path in args.out:
-        outputs.setdefault(path.stem.removeprefix("figure_"), []).append(path)
-    for number, paths in outputs.items():
+    for number, paths in by_figure(args.out).items():
         experiment, draw = FIGURES[number]
         mine = records[records["experiment"] == experiment]
         plotting.save(draw(mine, load_traces(mine["path"])), paths)
