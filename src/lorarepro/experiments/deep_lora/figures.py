@@ -30,8 +30,8 @@ def figure_2(records: pd.DataFrame, traces: pd.DataFrame):
                              iters_x100=records["metrics.iters_to_tol"] / 100)
     plotting.curves(axes[0, 0], records, x="params.width", y="metrics.recovery_error", hue="depth",
                     spread="sd", estimator="mean", logy=True, marker="o")
-    axes[0, 0].set(xlabel="width", ylabel="recovery error (when the loss reaches tol, else at the end)",
-                   title="Recovery error vs width")
+    axes[0, 0].set(xlabel="width", ylabel="recovery error",
+                   title="Recovery error at loss = tol (or at the end)")
     deep = records[records["params.depth"] == records["params.depth"].max()]
     plotting.curves(axes[0, 1], deep, x="params.width", y="iters_x100", hue="depth", spread="sd",
                     estimator="mean", marker="o")
