@@ -13,6 +13,7 @@ rule deep_lora_fig2:
         "results/logs/deep_lora/fig2_{method}.log",
     benchmark:
         "results/benchmarks/rules/deep_lora/fig2_{method}.tsv"
+    group: group_for("deep_lora", "fig2")
     threads: threads_for("deep_lora", "fig2")
     resources:
         mem_mb=mem_mb_for("deep_lora", "fig2"),
@@ -34,10 +35,12 @@ rule deep_lora_fig3:
         "results/logs/deep_lora/fig3.log",
     benchmark:
         "results/benchmarks/rules/deep_lora/fig3.tsv"
+    group: group_for("deep_lora", "fig3")
     threads: threads_for("deep_lora", "fig3")
     resources:
         mem_mb=mem_mb_for("deep_lora", "fig3"),
         runtime=runtime_for("deep_lora", "fig3"),
+        gpu=gpu_for("deep_lora", "fig3"),
     conda:
         ENV_CPU
     shell:
@@ -54,6 +57,7 @@ rule deep_lora_fig4:
         "results/logs/deep_lora/fig4.log",
     benchmark:
         "results/benchmarks/rules/deep_lora/fig4.tsv"
+    group: group_for("deep_lora", "fig4")
     threads: threads_for("deep_lora", "fig4")
     resources:
         mem_mb=mem_mb_for("deep_lora", "fig4"),
@@ -75,6 +79,7 @@ rule deep_lora_fig5:
         "results/logs/deep_lora/fig5.log",
     benchmark:
         "results/benchmarks/rules/deep_lora/fig5.tsv"
+    group: group_for("deep_lora", "fig5")
     threads: threads_for("deep_lora", "fig5")
     resources:
         mem_mb=mem_mb_for("deep_lora", "fig5"),
@@ -96,10 +101,12 @@ rule deep_lora_fig9:
         "results/logs/deep_lora/fig9.log",
     benchmark:
         "results/benchmarks/rules/deep_lora/fig9.tsv"
+    group: group_for("deep_lora", "fig9")
     threads: threads_for("deep_lora", "fig9")
     resources:
         mem_mb=mem_mb_for("deep_lora", "fig9"),
         runtime=runtime_for("deep_lora", "fig9"),
+        gpu=gpu_for("deep_lora", "fig9"),
     conda:
         ENV_CPU
     shell:
@@ -116,6 +123,7 @@ rule deep_lora_fig10:
         "results/logs/deep_lora/fig10.log",
     benchmark:
         "results/benchmarks/rules/deep_lora/fig10.tsv"
+    group: group_for("deep_lora", "fig10")
     threads: threads_for("deep_lora", "fig10")
     resources:
         mem_mb=mem_mb_for("deep_lora", "fig10"),
@@ -137,6 +145,7 @@ rule deep_lora_figures:
         "results/logs/deep_lora/figures.log",
     benchmark:
         "results/benchmarks/rules/deep_lora/figures.tsv"
+    group: SUMMARIES_GROUP
     threads: 1
     resources:
         mem_mb=mem_mb_for(),
@@ -161,6 +170,7 @@ rule deep_lora_fewshot:
         "results/logs/deep_lora/fewshot_{method}_n={n}_r={r}.log",
     benchmark:
         "results/benchmarks/rules/deep_lora/fewshot_{method}_n={n}_r={r}.tsv"
+    group: group_for("deep_lora", "fewshot")
     threads: threads_for("deep_lora", "fewshot")
     resources:
         mem_mb=mem_mb_for("deep_lora", "fewshot"),
@@ -186,6 +196,7 @@ rule deep_lora_lm_figures:
         "results/logs/deep_lora/lm_figures.log",
     benchmark:
         "results/benchmarks/rules/deep_lora/lm_figures.tsv"
+    group: SUMMARIES_GROUP
     threads: 1
     resources:
         mem_mb=mem_mb_for(),
