@@ -25,13 +25,7 @@ from lorarepro.problems.deep_factorization import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Many tiny products: threads only add contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def gen(seed: int) -> torch.Generator:
