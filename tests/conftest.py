@@ -47,3 +47,15 @@ def smoke_run(tmp_path_factory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("smoke") / "workflow")
     snakemake(workdir, "--cores", "2", "--config", "scale=smoke")
     return workdir
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Many tiny tensor products: extra threads only add contention on a shared machine
+    (opt in per module with `pytestmark = pytest.mark.usefixtures("torch_one_thread")`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

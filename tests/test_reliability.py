@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SNAKEMAKE, job_env, snakemake
+from conftest import ROOT, SNAKEMAKE, job_env, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -60,3 +61,18 @@ def test_killed_run_resumes_to_identical_outputs(smoke_run, tmp_path):
     for key in reference:
         assert resumed[key] == reference[key], key
     assert (workdir / "reports" / "index.html").exists()
+
+
+UNSAFE_LOADS = re.compile(r"\bimport pickle\b|\bpickle\.loads?\(|allow_pickle\s*=\s*True|weights_only\s*=\s*False")
+
+
+def test_no_file_is_unpickled_unsafely():
+    """Checkpoints and weights are read as tensors only: torch.load always with weights_only=True,
+    models through safetensors, never pickle — a results folder or model path may come from elsewhere."""
+    offenders = []
+    for path in sorted((ROOT / "src").rglob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py")):
+        text = path.read_text()
+        loads = re.findall(r"torch\.load\(([^)]*)\)", text)
+        if UNSAFE_LOADS.search(text) or any("weights_only=True" not in call for call in loads):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders, offenders

@@ -87,6 +87,9 @@ def test_every_rule_logs_and_benchmarks(smoke_run):
 def test_reports_show_every_figure_and_claim(smoke_run):
     scorecard = (smoke_run / "results" / "scorecard.csv").read_text()
     index = BeautifulSoup((smoke_run / "reports" / "index.html").read_text(), "html.parser")
+    costs = index.find("table", id="table-costs")  # the index's cost of this run, one row per paper that ran
+    ran = {p.name for p in (smoke_run / "results" / "benchmarks" / "rules").iterdir() if p.is_dir()}
+    assert costs is not None and ran <= {td.get_text() for td in costs.select("tbody tr td:first-child")}
     for paper in PAPERS:
         assert index.find("a", href=f"{paper}.html"), paper
         page = BeautifulSoup((smoke_run / "reports" / f"{paper}.html").read_text(), "html.parser")

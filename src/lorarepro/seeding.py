@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 
 import numpy as np
 
@@ -23,7 +24,11 @@ def seed_everything(seed: int, *, deterministic: bool = True, threads: int | Non
     if threads is not None:
         torch.set_num_threads(threads)
     if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        # torch.use_deterministic_algorithms also sets inductor's flag, and importing inductor costs
+        # seconds per job; nothing here compiles, so set inductor's flag only if it is already loaded.
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
+        if "torch._inductor.config" in sys.modules:
+            sys.modules["torch._inductor.config"].deterministic = True
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
     return np.random.default_rng(seed), torch.Generator().manual_seed(seed)

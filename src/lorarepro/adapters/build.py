@@ -25,9 +25,9 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from lorarepro.adapters.deep_adapter import build_factored
+from lorarepro.adapters.deep_adapter import build_factored, factored_layers
 from lorarepro.adapters.gradient import target_linears, weight_gradients
-from lorarepro.adapters.peft_adapters import PEFT_INITS, build_lora
+from lorarepro.adapters.peft_adapters import PEFT_INITS, build_lora, lora_layers
 
 FACTORED = ("deep", "lora_sb")
 INITS = tuple(sorted(PEFT_INITS)) + FACTORED
@@ -95,3 +95,16 @@ def build_adapter(model: nn.Module, spec: Mapping[str, Any], *, seed: int,
     init_s = time.perf_counter() - start
     set_trainable(model, spec.get("train_modules") or [])
     return model, AdapterInfo(init, sorted(targets), count_trainable(model), init_s, moved)
+
+
+@torch.no_grad()
+def delta_weights(model: nn.Module, adapter_name: str = "default",
+                  dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """The learned update ΔW (out×in, multiplied out in `dtype`) of every adapted layer, by its module name
+    in the base model: scaling·B·A for PEFT LoRA, the factor product for factored adapters (Deep LoRA,
+    LoRA-SB)."""
+    out = {name: layer.delta_weight(dtype) for name, layer in factored_layers(model).items()}
+    for name, layer in lora_layers(model).items():
+        a, b = layer.lora_A[adapter_name].weight, layer.lora_B[adapter_name].weight
+        out[name] = layer.scaling[adapter_name] * (b.to(dtype) @ a.to(dtype))
+    return out

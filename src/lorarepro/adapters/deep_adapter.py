@@ -47,11 +47,11 @@ class FactoredLinear(nn.Module):
     def weight(self) -> torch.Tensor:
         return self.base_layer.weight
 
-    def delta_weight(self) -> torch.Tensor:
-        """ΔW = scale·F_L⋯F_1 (out×in)."""
-        product = self.factors[0]
+    def delta_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """ΔW = scale·F_L⋯F_1 (out×in), multiplied out in `dtype` (default: the factors')."""
+        product = self.factors[0].to(dtype)
         for factor in self.factors[1:]:
-            product = factor @ product
+            product = factor.to(dtype) @ product
         return self.scale * product
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

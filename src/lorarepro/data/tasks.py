@@ -9,7 +9,9 @@ A task block of the run parameters names the data set and how to read it:
      target: " {sentence2}"}
 
 Kinds: `regression` and `classification` feed an encoder with a head (pairs are encoded as one
-`s1 [SEP] s2` input); `prompted` scores each label word's log-likelihood after a prompt (causal LM:
+`s1 [SEP] s2` input, or, with `pair_encoding: bi`, each sentence alone for a bi-encoder head; a
+`label_scale` then trains regression on label/label_scale instead of standardised labels, e.g. 5 for
+STS-B against a cosine); `prompted` scores each label word's log-likelihood after a prompt (causal LM:
 after the last prompt token; masked LM: at the `{mask}` slot; seq2seq: as the decoder's output);
 `generation` trains on a prompt -> target continuation and scores greedy generations.
 
@@ -88,6 +90,11 @@ def _encode_encoder(frame, tokenizer, spec) -> list[dict[str, Any]]:
     pair = "sentence1" in frame.columns
     first = frame["sentence1" if pair else spec.get("text_field", "text")].astype(str).tolist()
     second = frame["sentence2"].astype(str).tolist() if pair else None
+    if pair and spec.get("pair_encoding", "cross") == "bi":
+        a, b = (tokenizer(texts, truncation=True, max_length=spec.get("max_length", 128))["input_ids"]
+                for texts in (first, second))
+        return [{"input_ids": a[i], "input_ids_b": b[i], "label": frame["label"].iloc[i].item()}
+                for i in range(len(frame))]
     enc = tokenizer(first, second, truncation=True, max_length=spec.get("max_length", 128))
     keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
     return [{**{k: enc[k][i] for k in keys}, "label": frame["label"].iloc[i].item()} for i in range(len(frame))]
@@ -162,7 +169,9 @@ def load_task(spec: Mapping[str, Any], tokenizer, *, model_kind: str = "encoder"
                         metrics, pad, info=info)
         if kind == "regression":
             data.num_labels = 1
-            if spec.get("standardize", True):
+            if spec.get("label_scale"):
+                data.label_mean, data.label_std = 0.0, float(spec["label_scale"])
+            elif spec.get("standardize", True):
                 labels = train["label"].to_numpy(np.float64)
                 data.label_mean, data.label_std = float(labels.mean()), float(labels.std() or 1.0)
         else:
@@ -193,6 +202,10 @@ def collate(examples: Sequence[Mapping[str, Any]], pad_id: int, side: str = "rig
     ids = [list(e["input_ids"]) for e in examples]
     batch: dict[str, Any] = {"input_ids": _pad(ids, pad_id, side),
                              "attention_mask": _pad([[1] * len(r) for r in ids], 0, side)}
+    if "input_ids_b" in examples[0]:  # the second sentence of a bi-encoded pair
+        second = [list(e["input_ids_b"]) for e in examples]
+        batch["input_ids_b"] = _pad(second, pad_id, side)
+        batch["attention_mask_b"] = _pad([[1] * len(r) for r in second], 0, side)
     if "token_type_ids" in examples[0]:
         batch["token_type_ids"] = _pad([list(e["token_type_ids"]) for e in examples], 0, side)
     if "labels" in examples[0]:

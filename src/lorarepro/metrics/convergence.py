@@ -1,5 +1,5 @@
-"""Convergence summaries of an error trace: iterations to a level, the quadratic constant
-e_{t+1}/e_t², the linear (per-step) rate, and the value at a step.
+"""Convergence summaries of an error trace: iterations to a level (at a traced step, or interpolated
+between two), the quadratic constant e_{t+1}/e_t², the linear (per-step) rate, and the value at a step.
 
 A trace is a 1-D sequence of values, optionally with the steps they were taken at (for traces kept
 on a log-spaced subset of a long run); a pandas Series uses its index as the steps. Values must be
@@ -30,6 +30,29 @@ def iters_to(trace, level: float, steps=None) -> int | None:
     steps, values = _steps_values(trace, steps)
     hit = np.flatnonzero(values <= level)
     return int(steps[hit[0]]) if hit.size else None
+
+
+def crossing(trace, level: float, steps=None) -> float:
+    """The (fractional) step at which the trace first falls to `level`, interpolated linearly in
+    log(value) between the last traced value above it and the first at or below: the moment a run
+    checked every k steps actually reached the level, not the check that caught it. The first step if
+    the trace starts at or below the level; NaN if it never gets there."""
+    steps, values = _steps_values(trace, steps)
+    hit = np.flatnonzero(values <= level)
+    if not hit.size:
+        return math.nan
+    i = hit[0]
+    if i == 0:
+        return float(steps[0])
+    lo, hi = math.log(values[i - 1]), math.log(values[i])
+    return float(steps[i - 1] + (steps[i] - steps[i - 1]) * (lo - math.log(level)) / (lo - hi))
+
+
+def log_interpolate(trace, at: float, steps=None) -> float:
+    """The value at a (fractional) step, interpolated linearly in log(value) between the traced steps
+    around it; the end values outside the traced range. Values must be positive."""
+    steps, values = _steps_values(trace, steps)
+    return float(np.exp(np.interp(at, steps, np.log(values))))
 
 
 def quadratic_constant(trace, lo: float, hi: float, steps=None) -> float:

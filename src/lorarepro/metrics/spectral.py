@@ -11,6 +11,14 @@ def numerical_rank(matrix: torch.Tensor, rtol: float = 1e-3) -> torch.Tensor:
     return (s > rtol * s[..., :1]).sum(-1)
 
 
+def matrix_rank(matrix: torch.Tensor, atol: float = 0.0) -> torch.Tensor:
+    """Number of singular values above both `atol` and NumPy's default tolerance max(m, n)·σ_max·ε of the
+    matrix's dtype (`np.linalg.matrix_rank`); Deep LoRA's Figure 7 counts with atol = 1e-8."""
+    s = torch.linalg.svdvals(matrix)
+    eps = torch.finfo(matrix.dtype).eps
+    return ((s > atol) & (s > max(matrix.shape[-2:]) * eps * s[..., :1])).sum(-1)
+
+
 def effective_rank(matrix: torch.Tensor) -> torch.Tensor:
     """exp of the entropy of the normalised singular values (Roy & Vetterli)."""
     s = torch.linalg.svdvals(matrix)

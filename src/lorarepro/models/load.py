@@ -8,6 +8,9 @@ safetensors only. Three model shapes cover the papers' experiments:
   attention-masked mean of its last hidden states. MiniLM-L6 was trained as a mean-pooled sentence
   encoder, so this head learns much faster than one on the (untrained) CLS pooler.
 - `encoder` + `head: native`: `AutoModelForSequenceClassification` (the papers' BERT/RoBERTa heads).
+- `encoder` + `head: cosine`: a bi-encoder for sentence pairs (task `pair_encoding: bi`): the cosine of
+  the two sentences' mean-pooled embeddings, with no parameters of its own. It is the zero-shot
+  similarity model MiniLM was trained as, a stand-in where a new head cannot be learnt from few pairs.
 - `causal_lm` / `seq2seq_lm`: decoders (SmolLM2, LLaMA, OPT) and encoder-decoders (T5).
 """
 
@@ -63,6 +66,12 @@ def load_tokenizer(location: str):
     return tokenizer
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of the hidden states over the real (unpadded) tokens."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+
 class MeanPooledHead(nn.Module):
     """An encoder with a linear head on the masked mean of its last hidden states.
 
@@ -82,16 +91,32 @@ class MeanPooledHead(nn.Module):
     def forward(self, input_ids, attention_mask, token_type_ids=None, **kwargs) -> SequenceClassifierOutput:
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra, **kwargs).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-        return SequenceClassifierOutput(logits=self.head(self.dropout(pooled)))
+        return SequenceClassifierOutput(logits=self.head(self.dropout(mean_pool(hidden, attention_mask))))
+
+
+class CosinePairHead(nn.Module):
+    """A bi-encoder: each sentence of a pair is encoded alone and the output (one regression value) is the
+    cosine of their mean-pooled embeddings. No parameters besides the encoder's."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.config = encoder.config
+
+    def embed(self, input_ids, attention_mask) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return mean_pool(hidden, attention_mask)
+
+    def forward(self, input_ids, attention_mask, input_ids_b, attention_mask_b, **kwargs) -> SequenceClassifierOutput:
+        first, second = self.embed(input_ids, attention_mask), self.embed(input_ids_b, attention_mask_b)
+        return SequenceClassifierOutput(logits=nn.functional.cosine_similarity(first, second, dim=-1).unsqueeze(-1))
 
 
 def load_model(spec: Mapping[str, Any], *, num_labels: int | None = None, pad_token_id: int | None = None,
                models_root: str | os.PathLike = MODELS_ROOT) -> nn.Module:
     """The pretrained model of a model block of the run parameters:
 
-    `{name, kind: encoder|causal_lm|seq2seq_lm|masked_lm, head: mean_pool|native, dtype, head_dropout,
+    `{name, kind: encoder|causal_lm|seq2seq_lm|masked_lm, head: mean_pool|native|cosine, dtype, head_dropout,
     attn_implementation}`; encoders get a head with `num_labels` outputs (1 = regression).
     """
     from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM,
@@ -105,8 +130,10 @@ def load_model(spec: Mapping[str, Any], *, num_labels: int | None = None, pad_to
     common: dict[str, Any] = {"dtype": dtype, "use_safetensors": True}
     if spec.get("attn_implementation"):
         common["attn_implementation"] = spec["attn_implementation"]
-    if kind == "encoder" and spec.get("head", "mean_pool") == "mean_pool":
+    if kind == "encoder" and spec.get("head", "mean_pool") in ("mean_pool", "cosine"):
         encoder = AutoModel.from_pretrained(location, add_pooling_layer=False, **common)
+        if spec.get("head") == "cosine":
+            return CosinePairHead(encoder).to(dtype)
         return MeanPooledHead(encoder, num_labels, spec.get("head_dropout", 0.0)).to(dtype)
     if kind == "encoder":
         model = AutoModelForSequenceClassification.from_pretrained(location, num_labels=num_labels, **common)

@@ -77,6 +77,14 @@ def end_to_end(factors: Sequence[torch.Tensor]) -> torch.Tensor:
     return product
 
 
+def nonlinear_end_to_end(factors: Sequence[torch.Tensor], activation=torch.relu) -> torch.Tensor:
+    """W_L·σ(W_{L−1}⋯σ(W_2·σ(W_1))), eq. (13): the factorization with an activation between layers."""
+    product = factors[0]
+    for w in factors[1:]:
+        product = w @ activation(product)
+    return product
+
+
 def chain_gradients(factors: Sequence[torch.Tensor], grad_output: torch.Tensor) -> list[torch.Tensor]:
     """∇_{W_l} = W_{L:l+1}ᵀ · (∂ℓ/∂f) · W_{l−1:1}ᵀ for every factor, eq. (14)."""
     prefixes = _prefixes(factors)
@@ -148,49 +156,76 @@ class Check:
 
     step: int  # iterations done
     trials: torch.Tensor  # indices (into the original batch) of the trials in `factors`
-    factors: list[torch.Tensor]
+    factors: list[torch.Tensor]  # live: updated in place once the monitor returns (copy what you keep)
     output: torch.Tensor  # f(Θ) of those trials
     loss: torch.Tensor  # their training loss (CPU, float64)
     elapsed: float  # seconds spent in gradient descent so far (monitor time excluded)
     converged: torch.Tensor  # bool per trial: loss < tol (converged and diverged trials then leave the batch)
 
 
-def descend(factors: list[torch.Tensor], problem: Completion, steps: Sequence[float], *, iters: int,
-            check_every: int = 100, tol: float | None = None, weight_decay: float = 0.0,
-            monitor: Callable[[Check], None] | None = None) -> torch.Tensor:
-    """Gradient descent on a batch of trials, in blocks of `check_every` steps, until every trial's training
-    loss is below `tol` or `iters` steps are done. The loss is checked at step 0 and after each block (the
-    authors count iterations in such blocks). A trial leaves the batch once it converged or its loss is no
-    longer finite, so the rest run at full speed. The factors passed in are not modified.
+class Descent:
+    """Gradient descent on a batch of trials, advanced one block of `check_every` steps at a time, until
+    every trial's training loss is below `tol` or `iters` steps are done.
 
-    `monitor(check)` sees every check; its own time is not counted in `elapsed`. Returns, per trial, the
-    iterations to reach `tol` (NaN where it never did).
+    The loss is checked at step 0 and after each block (the authors count iterations in such blocks). A
+    trial leaves the batch once it converged or its loss is no longer finite, so the rest run at full
+    speed. `monitor(check)` sees every check; its own time is not counted in `elapsed`. The factors passed
+    in are not modified. `reached` holds, per trial, the iterations to reach `tol` (NaN where it never did).
+    Advancing several descents in turn (`interleave`) times them under the same machine load.
     """
-    trials = torch.arange(factors[0].shape[0])
-    reached = torch.full((len(trials),), float("nan"), dtype=torch.float64)
-    factors = [w.clone() for w in factors]
-    elapsed, step = 0.0, 0
-    start = time.perf_counter()
-    while True:
-        output = end_to_end(factors)
-        loss = problem.loss(output).double().cpu()  # .cpu() also waits for the device
-        elapsed += time.perf_counter() - start
-        converged = loss < tol if tol is not None else torch.zeros(len(trials), dtype=torch.bool)
-        if monitor is not None:
-            monitor(Check(step, trials, factors, output, loss, elapsed, converged))
-        reached[trials[converged]] = step
-        done = converged | ~torch.isfinite(loss)
-        if done.all() or step >= iters:
-            return reached
+
+    def __init__(self, factors: list[torch.Tensor], problem: Completion, steps: Sequence[float], *, iters: int,
+                 check_every: int = 100, tol: float | None = None, weight_decay: float = 0.0,
+                 monitor: Callable[[Check], None] | None = None):
+        self.factors = [w.clone() for w in factors]
+        self.problem, self.steps, self.iters, self.check_every = problem, steps, iters, check_every
+        self.tol, self.weight_decay, self.monitor = tol, weight_decay, monitor
+        self.trials = torch.arange(factors[0].shape[0])
+        self.reached = torch.full((len(self.trials),), float("nan"), dtype=torch.float64)
+        self.step, self.elapsed, self.running, self._started = 0, 0.0, True, False
+
+    def advance(self) -> bool:
+        """Run the next block of steps (none before the first check) and check; False once finished."""
+        if not self.running:
+            return False
         start = time.perf_counter()
-        if done.any():
+        if self._started:
+            block = min(self.check_every, self.iters - self.step)
+            for _ in range(block):
+                gd_step(self.factors, self.problem, self.steps, self.weight_decay)
+            self.step += block
+        self._started = True
+        output = end_to_end(self.factors)
+        loss = self.problem.loss(output).double().cpu()  # .cpu() also waits for the device
+        self.elapsed += time.perf_counter() - start
+        converged = loss < self.tol if self.tol is not None else torch.zeros(len(self.trials), dtype=torch.bool)
+        if self.monitor is not None:
+            self.monitor(Check(self.step, self.trials, self.factors, output, loss, self.elapsed, converged))
+        self.reached[self.trials[converged]] = self.step
+        done = converged | ~torch.isfinite(loss)
+        if done.all() or self.step >= self.iters:
+            self.running = False
+        elif done.any():
             keep = (~done).nonzero().squeeze(1)
-            factors = [w.index_select(0, keep.to(w.device)) for w in factors]
-            trials = trials[keep]
-        block = min(check_every, iters - step)
-        for _ in range(block):
-            gd_step(factors, problem, steps, weight_decay)
-        step += block
+            self.factors = [w.index_select(0, keep.to(w.device)) for w in self.factors]
+            self.trials = self.trials[keep]
+        return self.running
+
+
+def descend(factors: list[torch.Tensor], problem: Completion, steps: Sequence[float], **options) -> torch.Tensor:
+    """Run a `Descent` (same options) to the end; return the iterations to `tol` per trial (NaN if never)."""
+    run = Descent(factors, problem, steps, **options)
+    while run.advance():
+        pass
+    return run.reached
+
+
+def interleave(*runs: Descent) -> None:
+    """Advance the descents in turn, one block each, until all finished: their wall times, each counting
+    only its own blocks, are then measured under the same load of a shared machine."""
+    active = list(runs)
+    while active:
+        active = [run for run in active if run.advance()]
 
 
 def _prefixes(factors: Sequence[torch.Tensor]) -> list[torch.Tensor]:

@@ -12,6 +12,8 @@ import pandas as pd
 import yaml
 from IPython.display import HTML, Markdown, display
 
+from lorarepro.report.costs import BENCHMARKS_DIR, RULES_DIR, benchmark_records, job_costs, per_paper
+
 VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "not-run": "#6e7781"}
 STYLE = """<style>
 .lr-verdict{font-weight:bold;padding:1px 6px;border-radius:4px;color:white}
@@ -56,12 +58,15 @@ def figure_html(png: Path, stem: str) -> str:
     return f'<img class="lr-figure" alt="{html.escape(stem)}" data-figure="{html.escape(stem)}" src="data:image/png;base64,{data}"/>'
 
 
+def _frame_html(frame: pd.DataFrame, table_id: str) -> str:
+    return frame.to_html(index=False, classes=["lr-table"], na_rep="–", float_format=lambda v: f"{v:.4g}",
+                         table_id=table_id)
+
+
 def table_html(csv: Path, stem: str) -> str:
     if not csv.exists():
         return f'<p class="lr-missing">{html.escape(stem)}: not produced at this scale.</p>'
-    frame = pd.read_csv(csv)
-    return frame.to_html(index=False, classes=["lr-table"], na_rep="–", float_format=lambda v: f"{v:.4g}",
-                         table_id=f"table-{stem}")
+    return _frame_html(pd.read_csv(csv), f"table-{stem}")
 
 
 def load_spec(paper: str, root: Path) -> dict:
@@ -133,3 +138,33 @@ def index_report(scale: str, papers: list[str], root: str | Path = ".") -> None:
         if not part.empty:
             display(Markdown(f"## {load_spec(paper, root).get('short', paper)}"))
             display(HTML(claims_html(part)))
+    cost_of_this_run(root)
+    benchmark_results(root)
+
+
+def cost_of_this_run(root: Path) -> None:
+    """Per paper the jobs, their summed wall time and the largest peak memory, from Snakemake's
+    benchmark files: what rerunning this scale costs on this machine."""
+    jobs = job_costs(root / RULES_DIR)
+    display(Markdown("## Cost of this run"))
+    if jobs.empty:
+        display(HTML('<p class="lr-missing">No benchmark files under results/benchmarks/rules/.</p>'))
+        return
+    papers = per_paper(jobs).assign(wall_h=lambda f: f["wall_s"] / 3600)
+    display(Markdown(f"{len(jobs)} jobs, {jobs['wall_s'].sum() / 3600:.2f} h of job time (serial sum; "
+                     f"wall-clock is shorter with parallel jobs), peak memory of one job "
+                     f"{jobs['max_rss_mb'].max():.0f} MB. Per rule: `python benchmarks/rule_costs.py`."))
+    display(HTML(_frame_html(papers[["paper", "jobs", "wall_h", "max_rss_mb", "costliest_rule"]], "table-costs")))
+
+
+def benchmark_results(root: Path) -> None:
+    """The latest record of each benchmark script that was run (scripts/benchmark.sh), if any."""
+    records = benchmark_records(root / BENCHMARKS_DIR)
+    if records.empty:
+        return
+    display(Markdown("## Benchmarks\n\nFrom `scripts/benchmark.sh` (benchmarks/*.py); each row is one record."))
+    for experiment, part in records.groupby("experiment", sort=True):
+        metrics = part.dropna(axis=1, how="all").filter(regex=r"^(method|metrics\.)")
+        display(Markdown(f"### {experiment}"))
+        display(HTML(_frame_html(metrics.rename(columns=lambda c: c.removeprefix("metrics.")),
+                                 f"table-benchmark-{experiment}")))

@@ -1,7 +1,7 @@
 """What a model is trained and scored on, per task kind: the loss of a list of examples, and the
 predictions that the task's metrics compare with its references.
 
-- regression: MSE on standardised targets, predictions mapped back to the label scale;
+- regression: MSE on standardised (or scaled) targets, predictions mapped back to the label scale;
 - classification: cross-entropy on the head's logits;
 - prompted: each label word's log-likelihood after the prompt, cross-entropy over the label words
   (MeZO's `train_as_classification`); the prediction is the most likely word;
@@ -19,7 +19,7 @@ from torch import nn
 from lorarepro.adapters.gradient import working_precision
 from lorarepro.data.tasks import TaskData, collate, eval_batches
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "input_ids_b", "attention_mask_b")
 
 
 class Objective:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import statistics
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -106,11 +106,14 @@ def summarize(result, info) -> dict[str, Any]:
 
 
 def finetune(params: Mapping[str, Any], out_dir: str | os.PathLike, *, data_root="resources/data",
-             models_root="resources/models") -> dict[str, Any]:
+             models_root="resources/models",
+             inspect: Callable[[torch.nn.Module, Path], Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Run one fine-tuning job and write its record into `out_dir`; returns the record.
 
     A checkpoint (every `train.checkpoint_every` steps) lives in `out_dir` while the job runs and is
-    removed once the record is written; a rerun of a killed job resumes from it.
+    removed once the record is written; a rerun of a killed job resumes from it. `inspect(model,
+    out_dir)`, called on the trained model, returns extra metrics for the record (e.g. the ranks of the
+    learned updates) and may write files of its own into `out_dir`.
     """
     out_dir = Path(out_dir)
     device = resolve_device(params.get("device", "auto"))
@@ -120,11 +123,14 @@ def finetune(params: Mapping[str, Any], out_dir: str | os.PathLike, *, data_root
         optimizer = build_optimizer(model, params["optimizer"])
         result = train(model, objective, optimizer, config, seed=int(params.get("seed", 0)),
                        checkpoint_dir=out_dir if config.checkpoint_every else None, extra_state=info.moved_base)
+    metrics = summarize(result, info)
+    if inspect is not None:
+        metrics.update(inspect(model, out_dir))
     adapter = params["adapter"]
     record = write_run(
         out_dir, paper=params.get("paper", "engine"), experiment=params.get("experiment", data.kind),
         method=params.get("method", adapter.get("init", "default")), seed=int(params.get("seed", 0)),
-        scale=params.get("scale", "default"), params=dict(params), metrics=summarize(result, info),
+        scale=params.get("scale", "default"), params=dict(params), metrics=metrics,
         runtime=watch.runtime(), trace=pd.DataFrame(result.trace), diverged_at=result.diverged_at)
     (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
     return record

@@ -80,7 +80,7 @@ def main() -> None:
     torch.set_num_threads(p["threads"])
     seed = p["seed"]
     torch.manual_seed(seed)
-    ckpt = torch.load(args.inputs[0])
+    ckpt = torch.load(args.inputs[0], weights_only=True, map_location="cpu")
     base, x, y = ckpt["weights"], ckpt["x"], ckpt["y"]
     shapes = [W.shape for W in base]
     train = dict(steps=p["finetune_steps"], lr=p["lr"], optimizer=p["optimizer"])
