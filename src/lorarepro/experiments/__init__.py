@@ -1,0 +1,1 @@
+"""The small scripts that workflow rules call, one folder per paper."""

@@ -32,3 +32,22 @@ def sin_theta(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 def projection_residual(u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """‖(I − UUᵀ) X‖_F: how much of X lies outside span(u) (u orthonormal)."""
     return torch.linalg.matrix_norm(x - u @ (u.transpose(-2, -1) @ x))
+
+
+def largest_angle(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The largest principal angle between span(u) and span(v) (orthonormal, equal width), in radians.
+
+    Taken as arcsin‖(I − UUᵀ)V‖_op, which keeps its accuracy for angles near zero, where arccos of a cosine
+    (as in `principal_angles`) cannot resolve anything below ~1e-8 rad in float64.
+    """
+    residual = v - u @ (u.transpose(-2, -1) @ v)
+    return torch.arcsin(torch.linalg.matrix_norm(residual, ord=2).clamp(max=1.0))
+
+
+def paired_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Angle between column i of a and column i of b (unit vectors, sign ignored), for every i.
+
+    2·arcsin(‖a_i ∓ b_i‖/2) with the sign that brings them closer: accurate for small angles too.
+    """
+    gap = torch.minimum(torch.linalg.vector_norm(a - b, dim=-2), torch.linalg.vector_norm(a + b, dim=-2))
+    return 2.0 * torch.arcsin((gap / 2.0).clamp(max=1.0))

@@ -1,0 +1,1 @@
+"""Optimizers and update rules: GD, ScaledGD, preconditioned factor steps, proximal steps."""

@@ -1,0 +1,1 @@
+"""Synthetic problems: matrix factorization targets, multi-task regression, fine-tuning tasks."""

@@ -1,0 +1,1 @@
+"""LoRA parameterisations and initialisations, as matrix-level functions and on PEFT models."""

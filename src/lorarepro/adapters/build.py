@@ -1,0 +1,92 @@
+"""Put the adapter an adapter block names on a pretrained model:
+
+    {init: lora_one, r: 8, alpha: 16, rslora: true, targets: [query, value], dropout: 0.0,
+     init_options: {scale: 128}, train_modules: [head],
+     gradient: {examples: 8, batch_size: 1, select: first, train_mode: false}}
+
+Inits hosted by PEFT (see peft_adapters) and the factored adapters (Deep LoRA, LoRA-SB; see
+deep_adapter) are built the same way; gradient-based inits take ∇_W L(W₀) on `init_batches`
+before the adapter exists, so they see the pretrained model exactly. Only the adapter (and the
+modules listed in `train_modules`, e.g. a new head) is trainable afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from lorarepro.adapters.deep_adapter import build_factored
+from lorarepro.adapters.gradient import target_linears, weight_gradients
+from lorarepro.adapters.peft_adapters import PEFT_INITS, build_lora
+
+FACTORED = ("deep", "lora_sb")
+INITS = tuple(sorted(PEFT_INITS)) + FACTORED
+
+
+@dataclass
+class AdapterInfo:
+    init: str
+    targets: list[str]
+    trainable_params: int
+    init_s: float  # wall time of the init: gradient, factorisations, writing the factors
+    moved_base: list[str] = field(default_factory=list)  # base weights the init changed (checkpointed)
+
+
+def set_trainable(model: nn.Module, modules: Sequence[str]) -> None:
+    """Make every parameter under a module named in `modules` (a name component, e.g. "head") trainable."""
+    for name in modules:
+        pattern = re.compile(rf"(^|\.){re.escape(name)}\.")
+        hits = [p for n, p in model.named_parameters() if pattern.search(n)]
+        if not hits:
+            raise ValueError(f"train_modules: no parameters under a module named {name!r}")
+        for p in hits:
+            p.requires_grad_(True)
+
+
+def count_trainable(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _sync(model: nn.Module) -> None:
+    param = next(model.parameters())
+    if param.is_cuda:
+        torch.cuda.synchronize(param.device)
+
+
+def build_adapter(model: nn.Module, spec: Mapping[str, Any], *, seed: int,
+                  loss_fn: Callable[[nn.Module, Mapping], torch.Tensor] | None = None,
+                  init_batches: Sequence[Mapping] = (), task_type: str | None = None):
+    """Attach and initialise the adapter of `spec`; returns (model, AdapterInfo).
+
+    The init's random draws come from a generator seeded with `seed`, on the CPU, so they are the
+    same on every device.
+    """
+    init = spec.get("init", "default")
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; allowed values are {list(INITS)}")
+    generator = torch.Generator().manual_seed(seed)
+    targets = target_linears(model, spec["targets"])
+    grad_options = {"train_mode": bool((spec.get("gradient") or {}).get("train_mode", False))}
+
+    def gradients(m: nn.Module, params: Mapping[str, nn.Parameter]) -> dict[str, torch.Tensor]:
+        if loss_fn is None:
+            raise ValueError(f"init {init!r} needs a loss and training batches for its gradient")
+        return weight_gradients(m, params, init_batches, loss_fn, **grad_options)
+
+    _sync(model)
+    start = time.perf_counter()
+    moved: list[str] = []
+    if init in FACTORED:
+        model = build_factored(model, targets, spec, generator=generator, gradients=gradients)
+    else:
+        grads = gradients(model, {n: m.weight for n, m in targets.items()}) if PEFT_INITS[init].needs_gradient else None
+        model, moved = build_lora(model, spec, grads=grads, generator=generator, task_type=task_type)
+    _sync(model)
+    init_s = time.perf_counter() - start
+    set_trainable(model, spec.get("train_modules") or [])
+    return model, AdapterInfo(init, sorted(targets), count_trainable(model), init_s, moved)

@@ -1,0 +1,119 @@
+"""Load a pretrained model and its tokenizer for fine-tuning, from a materialised folder or the hub.
+
+A model is named either by a folder, by a catalogue name (`minilm_l6` -> `resources/models/minilm_l6`,
+falling back to its hub id when that folder was never built), or by a hub id. Weights are read from
+safetensors only. Three model shapes cover the papers' experiments:
+
+- `encoder` + `head: mean_pool`: a bare encoder (BERT, RoBERTa, ...) with a linear head on the
+  attention-masked mean of its last hidden states. MiniLM-L6 was trained as a mean-pooled sentence
+  encoder, so this head learns much faster than one on the (untrained) CLS pooler.
+- `encoder` + `head: native`: `AutoModelForSequenceClassification` (the papers' BERT/RoBERTa heads).
+- `causal_lm` / `seq2seq_lm`: decoders (SmolLM2, LLaMA, OPT) and encoder-decoders (T5).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from lorarepro.data.assets import AssetError
+from lorarepro.models.catalog import MODELS
+from lorarepro.models.materialize import verify_model
+
+MODELS_ROOT = Path("resources/models")
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+KINDS = ("encoder", "causal_lm", "seq2seq_lm", "masked_lm")
+
+
+@functools.lru_cache(maxsize=None)
+def _verified(folder: str) -> str:
+    return str(verify_model(folder))
+
+
+def resolve_model(name: str, models_root: str | os.PathLike = MODELS_ROOT) -> str:
+    """A loadable location for `name`: a folder, a materialised catalogue model (checked against its
+    manifest once per process), or a hub id."""
+    if Path(name).is_dir():
+        return str(Path(name))
+    folder = Path(models_root) / name
+    if folder.is_dir():
+        return _verified(str(folder))
+    if name in MODELS:
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise AssetError(f"model {name!r} is not materialised and the hub is offline: "
+                             f"build it with `snakemake {folder}`")
+        return MODELS[name].hub_id
+    return name
+
+
+def load_tokenizer(location: str):
+    """The model's tokenizer, with a pad token (decoders often lack one: their EOS serves) and right padding."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+class MeanPooledHead(nn.Module):
+    """An encoder with a linear head on the masked mean of its last hidden states.
+
+    Returns a `SequenceClassifierOutput` like the native heads, so objectives treat both alike.
+    `num_labels=1` is a regression head.
+    """
+
+    def __init__(self, encoder: nn.Module, num_labels: int, dropout: float = 0.0):
+        super().__init__()
+        self.encoder = encoder
+        self.config = encoder.config
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+        nn.init.normal_(self.head.weight, std=getattr(encoder.config, "initializer_range", 0.02))
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, **kwargs) -> SequenceClassifierOutput:
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra, **kwargs).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        return SequenceClassifierOutput(logits=self.head(self.dropout(pooled)))
+
+
+def load_model(spec: Mapping[str, Any], *, num_labels: int | None = None, pad_token_id: int | None = None,
+               models_root: str | os.PathLike = MODELS_ROOT) -> nn.Module:
+    """The pretrained model of a model block of the run parameters:
+
+    `{name, kind: encoder|causal_lm|seq2seq_lm|masked_lm, head: mean_pool|native, dtype, head_dropout,
+    attn_implementation}`; encoders get a head with `num_labels` outputs (1 = regression).
+    """
+    from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM,
+                              AutoModelForSequenceClassification)
+
+    kind = spec.get("kind", "encoder")
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; allowed values are {list(KINDS)}")
+    location = resolve_model(spec["name"], models_root)
+    dtype = DTYPES[spec.get("dtype", "float32")]
+    common: dict[str, Any] = {"dtype": dtype, "use_safetensors": True}
+    if spec.get("attn_implementation"):
+        common["attn_implementation"] = spec["attn_implementation"]
+    if kind == "encoder" and spec.get("head", "mean_pool") == "mean_pool":
+        encoder = AutoModel.from_pretrained(location, add_pooling_layer=False, **common)
+        return MeanPooledHead(encoder, num_labels, spec.get("head_dropout", 0.0)).to(dtype)
+    if kind == "encoder":
+        model = AutoModelForSequenceClassification.from_pretrained(location, num_labels=num_labels, **common)
+    else:
+        loader = {"causal_lm": AutoModelForCausalLM, "seq2seq_lm": AutoModelForSeq2SeqLM,
+                  "masked_lm": AutoModelForMaskedLM}[kind]
+        model = loader.from_pretrained(location, **common)
+    if pad_token_id is not None and getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = pad_token_id
+    return model

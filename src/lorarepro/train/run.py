@@ -1,0 +1,131 @@
+"""One fine-tuning run from its parameters to its run record: load the model and the task, attach and
+initialise the adapter, train, evaluate, write `metrics.json` and `trace.parquet`.
+
+The parameters (the JSON a rule passes) hold a block per concern:
+
+    {"paper": "lora_one", "experiment": "glue", "method": "lora_one", "seed": 0, "scale": "default",
+     "device": "auto", "threads": 2,
+     "model":     {"name": "minilm_l6", "kind": "encoder", "head": "mean_pool"},
+     "task":      {"dataset": "stsb", "kind": "regression", "max_length": 64},
+     "adapter":   {"init": "lora_one", "r": 8, "alpha": 16, "targets": ["query", "value"],
+                   "train_modules": ["head"], "gradient": {"examples": 8, "batch_size": 1}},
+     "optimizer": {"name": "adamw", "lr": 1e-3},
+     "train":     {"steps": 300, "batch_size": 16, "eval_every": 100}}
+
+Metrics written: every task metric at the end (`pearson`), its best over the evaluations
+(`best_pearson`) and its value at step 0 (`init_pearson`: zero-shot for function-preserving inits),
+the mean training loss of the last 10% of steps, the init's wall time and share of the run, the
+median step time and the number of trainable parameters.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lorarepro.adapters.build import build_adapter
+from lorarepro.data.tasks import load_task
+from lorarepro.models.load import load_model, load_tokenizer, resolve_model
+from lorarepro.optim.lora_optimizers import build_optimizer
+from lorarepro.records import Stopwatch, write_run
+from lorarepro.seeding import seed_everything
+from lorarepro.train.checkpoint import FILE as CHECKPOINT_FILE
+from lorarepro.train.loop import TrainConfig, train
+from lorarepro.train.objectives import make_objective
+
+TASK_TYPES = {"causal_lm": "CAUSAL_LM", "seq2seq_lm": "SEQ_2_SEQ_LM"}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} was requested but CUDA is not available; set `device: cpu`")
+    return torch.device(device)
+
+
+def gradient_batches(train_examples, spec: Mapping[str, Any], seed: int) -> list[list[dict]]:
+    """The examples a gradient-based init sees: the first `examples` (LoRA-One's code) or a seeded
+    random sample, in batches of `batch_size` (1: one backward pass per example, as that code)."""
+    n = min(int(spec.get("examples", 8)), len(train_examples))
+    if spec.get("select", "first") == "first":
+        chosen = list(range(n))
+    else:
+        chosen = np.random.default_rng(seed).choice(len(train_examples), n, replace=False).tolist()
+    size = int(spec.get("batch_size", 1))
+    return [[train_examples[i] for i in chosen[k: k + size]] for k in range(0, n, size)]
+
+
+def setup(params: Mapping[str, Any], *, data_root="resources/data", models_root="resources/models"):
+    """Model, tokenizer, task, objective and adapter of a run, on its device: everything but training."""
+    seed = int(params.get("seed", 0))
+    seed_everything(seed, threads=params.get("threads"))
+    device = resolve_device(params.get("device", "auto"))
+    model_spec, task_spec, adapter_spec = params["model"], params["task"], params["adapter"]
+    kind = model_spec.get("kind", "encoder")
+    tokenizer = load_tokenizer(resolve_model(model_spec["name"], models_root))
+    data = load_task(task_spec, tokenizer, model_kind=kind, seed=seed, data_root=data_root)
+    model = load_model(model_spec, num_labels=data.num_labels, pad_token_id=tokenizer.pad_token_id,
+                       models_root=models_root).to(device)
+    options = {"max_new_tokens": task_spec.get("max_target_length", 64)} if data.kind == "generation" else {}
+    objective = make_objective(data, model_kind=kind, device=device, tokenizer=tokenizer, **options)
+    batches = gradient_batches(data.train, adapter_spec.get("gradient") or {}, seed)
+    model, info = build_adapter(model, adapter_spec, seed=seed, loss_fn=objective.loss, init_batches=batches,
+                                task_type=TASK_TYPES.get(kind))
+    return model, tokenizer, data, objective, info
+
+
+def summarize(result, info) -> dict[str, Any]:
+    """The record's metrics from a finished (or diverged) run."""
+    metrics: dict[str, Any] = {"trainable_params": info.trainable_params, "init_s": info.init_s,
+                               "steps_done": max((r["step"] for r in result.trace), default=0)}
+    losses = [r["loss"] for r in result.trace if "loss" in r]
+    if losses:
+        tail = losses[-max(1, len(losses) // 10):]
+        metrics["train_loss_last"] = float(np.mean(tail))
+    step_times = [r["step_s"] for r in result.trace if "step_s" in r]
+    if step_times:
+        metrics["step_s_median"] = statistics.median(step_times)
+        metrics["init_share"] = info.init_s / (info.init_s + sum(step_times))
+    if result.evals:
+        names = [k for k in result.evals[-1] if k != "step"]
+        for name in names:
+            values = [e[name] for e in result.evals if name in e]
+            if result.diverged_at is None:
+                metrics[name] = result.evals[-1][name]
+            metrics[f"best_{name}"] = float(np.nanmax(values)) if not np.all(np.isnan(values)) else None
+            if result.evals[0]["step"] == 0:
+                metrics[f"init_{name}"] = result.evals[0][name]
+    return metrics
+
+
+def finetune(params: Mapping[str, Any], out_dir: str | os.PathLike, *, data_root="resources/data",
+             models_root="resources/models") -> dict[str, Any]:
+    """Run one fine-tuning job and write its record into `out_dir`; returns the record.
+
+    A checkpoint (every `train.checkpoint_every` steps) lives in `out_dir` while the job runs and is
+    removed once the record is written; a rerun of a killed job resumes from it.
+    """
+    out_dir = Path(out_dir)
+    device = resolve_device(params.get("device", "auto"))
+    config = TrainConfig.from_dict(params["train"])
+    with Stopwatch(str(device)) as watch:
+        model, _, data, objective, info = setup(params, data_root=data_root, models_root=models_root)
+        optimizer = build_optimizer(model, params["optimizer"])
+        result = train(model, objective, optimizer, config, seed=int(params.get("seed", 0)),
+                       checkpoint_dir=out_dir if config.checkpoint_every else None, extra_state=info.moved_base)
+    adapter = params["adapter"]
+    record = write_run(
+        out_dir, paper=params.get("paper", "engine"), experiment=params.get("experiment", data.kind),
+        method=params.get("method", adapter.get("init", "default")), seed=int(params.get("seed", 0)),
+        scale=params.get("scale", "default"), params=dict(params), metrics=summarize(result, info),
+        runtime=watch.runtime(), trace=pd.DataFrame(result.trace), diverged_at=result.diverged_at)
+    (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+    return record
+
