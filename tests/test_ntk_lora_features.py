@@ -20,10 +20,27 @@ from lorarepro.models.ntk_features import (
     reduce,
 )
 from lorarepro.optim.prox import nuclear_norm, svt
-from lorarepro.optim.regularized import FullState, LoraState, fista, lora_gd, minibatches, proximal_gd
+from lorarepro.optim.regularized import (
+    FullState,
+    LoraState,
+    cross_entropy_nuclear_dual,
+    fista,
+    lora_gd,
+    minibatches,
+    proximal_gd,
+)
 from lorarepro.problems.ntk_synthetic import synthetic_features
 
 LABEL_IDS = [3, 7]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small tensors: one thread is much faster than two on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -181,13 +198,13 @@ def test_reduced_lora_equals_full_size_lora_step_by_step():
 
 
 def test_prox_gradient_and_lora_above_the_threshold_reach_the_fista_optimum():
-    n, lam = 8, 0.02
+    n, lam = 8, 0.05
     reduced = reduce(synthetic_features(n, shape=(12, 12), positions=4, generator=torch.Generator().manual_seed(8)))
     step = 1.0 / float(torch.linalg.eigvalsh(reduced.gram()).max() / (2 * n))
     zeros = {k: torch.zeros(g.shape[-2:], dtype=torch.float64) for k, g in reduced.gamma.items()}
-    best, _ = fista(reduced.objective, FullState(dict(zeros)), step=step, weight_decay=lam, tol=1e-10)
+    best, _ = fista(reduced.objective, FullState(dict(zeros)), step=step, weight_decay=lam, tol=1e-9)
     f_star = float(reduced.objective(best.deltas())[0] + lam * best.penalty())
-    full = proximal_gd(reduced.objective, FullState(dict(zeros)), lr=step / n, weight_decay=lam, epochs=3000, n=n,
+    full = proximal_gd(reduced.objective, FullState(dict(zeros)), lr=step / n, weight_decay=lam, epochs=1000, n=n,
                        batch_size=n)
     f_full = float(reduced.objective(full.deltas())[0] + lam * full.penalty())
     assert f_star <= f_full <= f_star * (1 + 1e-3)  # plain proximal gradient converges slowly but surely
@@ -197,7 +214,7 @@ def test_prox_gradient_and_lora_above_the_threshold_reach_the_fista_optimum():
                     for k in reduced.gamma))
     state = LoraState({k: torch.zeros(4, g.shape[-2], rank, dtype=torch.float64) for k, g in reduced.gamma.items()},
                       dict(zip(reduced.gamma, a)), sum(idle))
-    lora_gd(reduced.objective, state, lr=step / n, weight_decay=lam, epochs=3000, n=n, batch_size=n)
+    lora_gd(reduced.objective, state, lr=step / n, weight_decay=lam, epochs=1000, n=n, batch_size=n)
     final = reduced.objective(state.deltas())[0] + lam * state.penalty()
     assert (final >= f_star - 1e-9).all() and (final <= f_star * (1 + 1e-3)).all()
 
@@ -215,3 +232,24 @@ def test_features_round_trip(tmp_path):
     for name, (u, v) in features.factors.items():
         torch.testing.assert_close(again.factors[name][0], u)
         torch.testing.assert_close(again.factors[name][1], v)
+
+
+def test_the_dual_bound_is_below_every_objective_and_tight_at_the_optimum():
+    n, lam = 8, 0.05
+    reduced = reduce(synthetic_features(n, shape=(10, 10), positions=3, generator=torch.Generator().manual_seed(11)))
+    step = 1.0 / float(torch.linalg.eigvalsh(reduced.gram()).max() / (2 * n))
+    zeros = {k: torch.zeros(g.shape[-2:], dtype=torch.float64) for k, g in reduced.gamma.items()}
+    best, _ = fista(reduced.objective, FullState(zeros), step=step, weight_decay=lam, tol=1e-9)
+
+    def primal_and_dual(deltas):
+        loss, grads, logits = reduced.objective(deltas)
+        value = loss + lam * sum(nuclear_norm(d) for d in deltas.values())
+        return float(value), float(cross_entropy_nuclear_dual(logits, reduced.f0, reduced.labels, grads, lam))
+
+    f_star, d_star = primal_and_dual(best.deltas())
+    assert abs(f_star - d_star) < 1e-8 * f_star
+    gen = torch.Generator().manual_seed(12)
+    for scale in (0.0, 0.1, 1.0):
+        other = {k: d + scale * torch.randn(d.shape, generator=gen, dtype=torch.float64) for k, d in best.delta.items()}
+        value, bound = primal_and_dual(other)
+        assert bound <= f_star + 1e-12 <= value + 2e-12

@@ -149,3 +149,22 @@ def cross_entropy(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     loss = -logp.gather(-1, labels.expand(*logits.shape[:-1]).unsqueeze(-1)).squeeze(-1).mean(-1)
     grad = (logp.exp() - torch.nn.functional.one_hot(labels, logits.shape[-1]).to(logits.dtype)) / logits.shape[-2]
     return loss, grad
+
+
+def cross_entropy_nuclear_dual(logits: Tensor, f0: Tensor, labels: Tensor, grads: dict[str, Tensor],
+                               weight_decay: float) -> Tensor:
+    """A lower bound on min_δ L̂(δ) + λΣ‖δ_l‖_* for a linear model f = f0 + 𝒜δ under mean cross-entropy,
+    from the dual point the primal point δ suggests (Fenchel duality), so F(δ) − bound certifies how far
+    δ is from optimal.
+
+    With p_i = softmax(f_i) and u_i = (p_i − e_{y_i})/N the loss gradient in the logits, 𝒜*u is the
+    gradient in δ (`grads`). Scaling u by θ = min(1, λ/max_l‖(𝒜*u)_l‖₂) makes it dual feasible, and
+        D = (1/N) Σ_i [H(q_i) + θ⟨p_i − e_{y_i}, f0_i⟩],   q_i = θ p_i + (1 − θ) e_{y_i},
+    with H the entropy; D equals the optimum at the optimum (θ = 1 there)."""
+    spectral = torch.stack([torch.linalg.matrix_norm(g, ord=2) for g in grads.values()]).amax(0)
+    theta = torch.clamp(weight_decay / spectral.clamp_min(1e-300), max=1.0)
+    onehot = torch.nn.functional.one_hot(labels, logits.shape[-1]).to(logits.dtype)
+    p = torch.softmax(logits, dim=-1)
+    q = theta[..., None, None] * p + (1 - theta[..., None, None]) * onehot
+    entropy = -(q * torch.log(q.clamp_min(1e-300))).sum(-1)
+    return (entropy + theta[..., None] * ((p - onehot) * f0).sum(-1)).mean(-1)
