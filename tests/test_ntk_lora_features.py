@@ -7,16 +7,18 @@ import math
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, RobertaConfig, RobertaForMaskedLM
 
 from lorarepro.models.ntk_features import (
-    CausalLMReadout,
     Features,
+    LastLayerReadout,
+    PromptReadout,
     block_features,
     block_objective,
-    causal_lm_block_inputs,
     compress_outer_sums,
     differentiable_block_outputs,
+    last_layer_inputs,
+    read_positions,
     reduce,
 )
 from lorarepro.optim.prox import nuclear_norm, svt
@@ -53,14 +55,14 @@ def tiny_lm():
     lengths = torch.tensor([9, 5, 7, 9, 3, 8])
     ids = torch.randint(0, 50, (6, 9))
     mask = (torch.arange(9) < lengths[:, None]).long()
-    block = CausalLMReadout(model, LABEL_IDS).eval()
+    block = LastLayerReadout(model, LABEL_IDS).eval()
     labels = torch.tensor([0, 1, 0, 1, 1, 0])
     return model, block, ids, mask, lengths, labels
 
 
 def test_the_block_reproduces_the_full_models_label_logits(tiny_lm):
     model, block, ids, mask, lengths, labels = tiny_lm
-    features = block_features(block, block.targets, causal_lm_block_inputs(model, ids, mask, batch_size=4), labels)
+    features = block_features(block, block.targets, last_layer_inputs(model, ids, mask, lengths - 1, batch_size=4), labels)
     with torch.no_grad():
         logits = model(input_ids=ids, attention_mask=mask).logits
     expected = logits[torch.arange(6), lengths - 1][:, LABEL_IDS]
@@ -69,7 +71,7 @@ def test_the_block_reproduces_the_full_models_label_logits(tiny_lm):
 
 def test_factored_jacobians_equal_autograd_and_have_the_predicted_ranks(tiny_lm):
     model, block, ids, mask, lengths, labels = tiny_lm
-    batches = causal_lm_block_inputs(model, ids, mask, batch_size=4)
+    batches = last_layer_inputs(model, ids, mask, lengths - 1, batch_size=4)
     features = block_features(block, block.targets, batches, labels)
     for name in block.targets:
         u, v = features.factors[name]
@@ -84,6 +86,33 @@ def test_factored_jacobians_equal_autograd_and_have_the_predicted_ranks(tiny_lm)
     # read at one position: G_q has rank 1; G_v has rank ≤ #query heads (4)
     assert features.factors[block.targets[0]][0].shape[-1] == 1
     assert features.factors[block.targets[1]][0].shape[-1] <= 4
+
+
+def test_masked_lm_readouts_match_the_full_model_at_the_mask_slot():
+    torch.manual_seed(1)
+    config = RobertaConfig(vocab_size=40, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                           num_attention_heads=4, max_position_embeddings=40, pad_token_id=1)
+    model = RobertaForMaskedLM(config).eval()
+    ids = torch.randint(5, 40, (5, 8))
+    mask = (torch.arange(8) < torch.tensor([8, 6, 7, 5, 8])[:, None]).long()
+    ids[torch.arange(5), torch.tensor([3, 2, 5, 1, 6])] = 4  # the mask token
+    read = read_positions(ids, mask, mask_token_id=4)
+    labels = torch.tensor([0, 1, 1, 0, 1])
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=mask).logits[torch.arange(5), read][:, LABEL_IDS]
+    last = LastLayerReadout(model, LABEL_IDS).eval()
+    features = block_features(last, last.targets, last_layer_inputs(model, ids, mask, read, batch_size=3), labels)
+    torch.testing.assert_close(features.f0, expected.double(), atol=1e-5, rtol=1e-5)
+    whole = PromptReadout(model, LABEL_IDS).eval()
+    everything = block_features(whole, whole.targets, [(ids, mask, read)], labels)
+    torch.testing.assert_close(everything.f0, expected.double(), atol=1e-5, rtol=1e-5)
+    assert len(everything.factors) == 4  # W_q and W_v of both layers
+    for name in whole.targets:  # every path counts, also through the later layers' W_q and W_v
+        leaf = whole.get_submodule(name).weight.detach().clone().requires_grad_()
+        dense, = torch.autograd.grad(differentiable_block_outputs(whole, (ids, mask, read), {name: leaf})[2, 1], leaf)
+        u, v = everything.factors[name]
+        torch.testing.assert_close(u[2, 1] @ v[2, 1].T, dense, atol=1e-6 * dense.abs().max(), rtol=1e-4)
+    assert everything.factors[whole.targets[0]][0].shape[-1] > 1  # below the last layer, every position matters
 
 
 def test_compressed_outer_sums_are_exact():
@@ -109,9 +138,19 @@ def test_reduction_is_exact_for_every_update():
         torch.testing.assert_close(reduced.lift(name, projected[name]), p @ p.T @ deltas[name] @ q @ q.T)
 
 
+def _to_double(obj):
+    if torch.is_tensor(obj):
+        return obj.double() if obj.is_floating_point() else obj
+    if isinstance(obj, dict):
+        return {k: _to_double(v) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return tuple(_to_double(v) for v in obj)
+    return obj
+
+
 def test_linearised_outputs_are_first_order_accurate(tiny_lm):
     model, block, ids, mask, lengths, labels = tiny_lm
-    batches = causal_lm_block_inputs(model, ids, mask, batch_size=6)
+    batches = last_layer_inputs(model, ids, mask, lengths - 1, batch_size=6)
     features = block_features(block, block.targets, batches, labels)
     gen = torch.Generator().manual_seed(4)
     direction = {n: torch.randn(block.get_submodule(n).weight.shape, generator=gen, dtype=torch.float64)
@@ -119,8 +158,7 @@ def test_linearised_outputs_are_first_order_accurate(tiny_lm):
     errors = []
     for eps in (1e-2, 5e-3):
         weights = {n: block.get_submodule(n).weight.double() + eps * d for n, d in direction.items()}
-        actual = differentiable_block_outputs(block.double(), tuple(x.double() if x is not None and x.is_floating_point()
-                                                                    else x for x in batches[0]), weights)
+        actual = differentiable_block_outputs(block.double(), _to_double(batches[0]), weights)
         block.float()
         eye = {n: (eps * d, torch.eye(d.shape[1], dtype=torch.float64)) for n, d in direction.items()}
         errors.append(float((actual.detach() - features.outputs(eye)).abs().max()))
@@ -131,7 +169,7 @@ def test_linearised_training_follows_the_actual_model_to_first_order(tiny_lm):
     """Full fine-tuning of the actual block and of its linearisation: the losses along the two
     trajectories agree up to O(step²), since value and gradient coincide at the pretrained weights."""
     model, block, ids, mask, lengths, labels = tiny_lm
-    batches = causal_lm_block_inputs(model, ids, mask, batch_size=6)
+    batches = last_layer_inputs(model, ids, mask, lengths - 1, batch_size=6)
     reduced = reduce(block_features(block, block.targets, batches, labels))
     actual = block_objective(block, block.targets, batches[0], labels)
 

@@ -170,9 +170,11 @@ def block_features(block: nn.Module, targets: Sequence[str], batches: BlockInput
 
     def capture(name):
         def hook(module, args, output):
-            y = output.detach().requires_grad_()  # a leaf: ∂f/∂y is then a plain gradient
-            captured[name] = (args[0].detach(), y)
-            return y
+            # y + probe with a zero leaf probe: ∂f/∂probe = ∂f/∂y along every path, also through the
+            # other targets' outputs further up (a detached y would cut those paths)
+            probe = torch.zeros_like(output, requires_grad=True)
+            captured[name] = (args[0].detach(), probe)
+            return output + probe
 
         return hook
 
@@ -250,56 +252,114 @@ def differentiable_block_outputs(block: nn.Module, inputs: tuple[Tensor, ...],
 
 
 # ----------------------------------------------------------------------------------------------
-# Readout blocks: the last block of a model plus what maps its output to the K logits.
-class _StopForward(Exception):
-    """Raised by a hook once the last block's inputs are captured: the rest of the forward is not needed."""
+# Prompted language models: the K logits are the label words' logits at the read position (the causal
+# LM's last prompt token, the masked LM's mask slot). Cross-entropy over the K label words only sees
+# differences of these logits, so it is the same as over the label words' log-likelihoods.
+# (W_q, W_v) of one layer, by architecture.
+ATTENTION_TARGETS = {"llama": ("self_attn.q_proj", "self_attn.v_proj"),
+                     "roberta": ("attention.self.query", "attention.self.value"),
+                     "bert": ("attention.self.query", "attention.self.value")}
 
 
-class CausalLMReadout(nn.Module):
-    """The last decoder layer of a causal LM, its final norm, and the label words' rows of the LM head,
-    read at each sequence's last real token (right padding): the prompt-based classifier's K logits."""
+def lm_layers(model: nn.Module) -> nn.ModuleList:
+    return model.model.layers if model.config.model_type == "llama" else model.base_model.encoder.layer
+
+
+class _LabelWordHead(nn.Module):
+    """Last hidden state at the read position -> the label words' logits (the LM head's rows only)."""
 
     def __init__(self, model: nn.Module, label_ids: Sequence[int]):
         super().__init__()
-        self.layer = model.model.layers[-1]
-        self.norm = model.model.norm
-        self.register_buffer("label_rows", model.get_output_embeddings().weight[list(label_ids)].detach().clone())
+        ids = list(label_ids)
+        if model.config.model_type == "llama":
+            self.transform = model.model.norm
+            bias = None
+        else:  # a BERT-style MLM head: dense -> GELU -> LayerNorm -> decoder
+            head = model.lm_head if hasattr(model, "lm_head") else model.cls.predictions
+            dense, norm = (head.dense, head.layer_norm) if hasattr(head, "dense") else (head.transform.dense,
+                                                                                     head.transform.LayerNorm)
+            self.transform = nn.Sequential(dense, nn.GELU(), norm)
+            bias = head.decoder.bias if getattr(head.decoder, "bias", None) is not None else head.bias
+        self.register_buffer("rows", model.get_output_embeddings().weight[ids].detach().clone())
+        self.register_buffer("bias", None if bias is None else bias[ids].detach().clone())
 
-    targets = ("layer.self_attn.q_proj", "layer.self_attn.v_proj")
+    def forward(self, hidden: Tensor, read_index: Tensor) -> Tensor:
+        logits = self.transform(hidden[torch.arange(hidden.shape[0]), read_index]) @ self.rows.T
+        return logits if self.bias is None else logits + self.bias
 
-    def forward(self, hidden: Tensor, mask: Tensor | None, cos: Tensor, sin: Tensor, read_index: Tensor) -> Tensor:
-        out = self.layer(hidden, attention_mask=mask, position_embeddings=(cos, sin))
-        last = out[torch.arange(out.shape[0]), read_index]
-        return self.norm(last) @ self.label_rows.T
+
+class LastLayerReadout(nn.Module):
+    """The last transformer layer of a prompted LM and its label-word head: the trained block when only
+    the last layer is fine-tuned. Its inputs are what the frozen layers hand to the last one."""
+
+    def __init__(self, model: nn.Module, label_ids: Sequence[int]):
+        super().__init__()
+        self.layer = lm_layers(model)[-1]
+        self.head = _LabelWordHead(model, label_ids)
+        self.targets = tuple(f"layer.{t}" for t in ATTENTION_TARGETS[model.config.model_type])
+
+    def forward(self, hidden: Tensor, read_index: Tensor, args: tuple, kwargs: dict) -> Tensor:
+        out = self.layer(hidden, *args, **kwargs)
+        return self.head(out[0] if isinstance(out, tuple) else out, read_index)
+
+
+class PromptReadout(nn.Module):
+    """The whole prompted LM, for fine-tuning W_q and W_v of every layer (inputs: ids, mask, read index)."""
+
+    def __init__(self, model: nn.Module, label_ids: Sequence[int]):
+        super().__init__()
+        self.backbone = model.model if model.config.model_type == "llama" else model.base_model
+        self.head = _LabelWordHead(model, label_ids)
+        prefix = "layers" if model.config.model_type == "llama" else "encoder.layer"
+        self.targets = tuple(f"backbone.{prefix}.{i}.{t}" for i in range(len(lm_layers(model)))
+                             for t in ATTENTION_TARGETS[model.config.model_type])
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, read_index: Tensor) -> Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.backbone.config.model_type == "llama":  # the backbone already applied the final norm
+            return hidden[torch.arange(hidden.shape[0]), read_index] @ self.head.rows.T
+        return self.head(hidden, read_index)
+
+
+def read_positions(input_ids: Tensor, attention_mask: Tensor, mask_token_id: int | None) -> Tensor:
+    """Where the label words are read: the mask slot of a masked LM, else the last real token (right padding)."""
+    if mask_token_id is not None:
+        return (input_ids == mask_token_id).int().argmax(1)
+    return attention_mask.sum(1) - 1
+
+
+class _StopForward(Exception):
+    """Raised by a hook once the last layer's inputs are captured: the rest of the forward is not needed."""
 
 
 @torch.no_grad()
-def causal_lm_block_inputs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor,
-                           batch_size: int) -> list[tuple[Tensor, ...]]:
-    """Run the frozen layers once and keep what the last decoder layer receives, per batch.
+def last_layer_inputs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, read_index: Tensor,
+                      batch_size: int) -> list[tuple]:
+    """Run the frozen layers once and keep, per batch, what the last layer receives (its hidden states and
+    the masks / position embeddings the model passes along), with the read positions.
 
     Sequences are right-padded; each batch is trimmed to its longest sequence.
     """
     captured = {}
 
     def hook(module, args, kwargs):
-        captured["hidden"] = args[0] if args else kwargs["hidden_states"]
-        captured["mask"] = kwargs.get("attention_mask")
-        captured["pe"] = kwargs["position_embeddings"]
+        captured["args"], captured["kwargs"] = args, kwargs
         raise _StopForward
 
-    handle = model.model.layers[-1].register_forward_pre_hook(hook, with_kwargs=True)
+    handle = lm_layers(model)[-1].register_forward_pre_hook(hook, with_kwargs=True)
     batches = []
     try:
         for start in range(0, len(input_ids), batch_size):
-            mask = attention_mask[start:start + batch_size]
-            length = int(mask.sum(1).max())
+            rows = slice(start, start + batch_size)
+            length = int(attention_mask[rows].sum(1).max())
             try:
-                model.model(input_ids=input_ids[start:start + batch_size, :length], attention_mask=mask[:, :length])
+                model.base_model(input_ids=input_ids[rows, :length], attention_mask=attention_mask[rows, :length])
             except _StopForward:
                 pass
-            cos, sin = captured["pe"]
-            batches.append((captured["hidden"], captured["mask"], cos, sin, mask[:, :length].sum(1) - 1))
+            args, kwargs = captured["args"], captured["kwargs"]
+            hidden = args[0] if args else kwargs.pop("hidden_states")
+            keep = {k: v for k, v in kwargs.items() if torch.is_tensor(v) or isinstance(v, tuple)}
+            batches.append((hidden, read_index[rows], tuple(args[1:]), keep))
     finally:
         handle.remove()
     return batches
