@@ -5,7 +5,7 @@ Writes one run record per (method, rank, seed) with a per-epoch trace of the reg
 objective L̂(δ) + λ·pen (pen = ½Σ(‖A‖²+‖B‖²) for LoRA, Σ‖δ‖_* for full fine-tuning), the loss and the
 accuracies; and a `summary` record per task with the quantities that compare the runs (rate vs rank).
 
-    python -m lorarepro.experiments.ntk_lora.fit --params '{...}' --task mr-13 --train train.pt \
+    python -m lorarepro.experiments.ntk_lora.fit --params '{...}' --experiment fig2 --task mr-13 --train train.pt \
         [--test test.pt] --root results
 """
 
@@ -24,82 +24,24 @@ from lorarepro.metrics.spectral import numerical_rank
 from lorarepro.models.ntk_features import Features, ReducedFeatures, reduce
 from lorarepro.optim.prox import nuclear_norm
 from lorarepro.optim.regularized import FullState, LoraState, cross_entropy_nuclear_dual, fista, lora_gd, proximal_gd
-from lorarepro.records import Stopwatch, run_dir, write_run
-from lorarepro.seeding import seed_everything
+from lorarepro.records import Stopwatch, first_nonfinite, run_dir, write_run
+from lorarepro.experiments.ntk_lora.runs import Tracer, epochs_to, lora_init, rank_thresholds
 
 PAPER = "ntk_lora"
 RANK_RTOL = 1e-6  # numerical rank of δ: singular values above 1e-6·σ_1 (spec §2)
 
 
-def rank_thresholds(n_samples: int, outputs: int) -> tuple[int, int]:
-    """(r_ex, r_nsm): the largest r with r(r+1)/2 ≤ KN (Theorem 3.1: a global minimiser of this rank
-    exists) and the smallest with r(r+1)/2 > KN (Theorem 4.1: no spurious second-order stationary points)."""
-    kn = n_samples * outputs
-    r_nsm = math.ceil((math.sqrt(8 * kn + 1) - 1) / 2)
-    while r_nsm * (r_nsm + 1) // 2 <= kn:
-        r_nsm += 1
-    return r_nsm - 1, r_nsm
-
-
-class Tracer:
-    """Per-epoch objective, loss and accuracies of a batch of runs (leading dimension: seeds)."""
-
-    def __init__(self, train: ReducedFeatures, weight_decay: float, test: Features | None, eval_every: int,
-                 lift_for_test):
-        self.train, self.weight_decay, self.test, self.eval_every = train, weight_decay, test, eval_every
-        self.lift_for_test = lift_for_test  # state -> {name: (X, Y)} with δ = X Y in the weights' own shape
-        self.rows: list[dict[str, np.ndarray]] = []
-
-    def __call__(self, epoch: int, state) -> None:
-        loss, _, logits = self.train.objective(state.deltas())
-        row = {"step": epoch, "loss": loss.numpy().copy(),
-               "objective": (loss + self.weight_decay * state.penalty()).numpy().copy(),
-               "train_acc": (logits.argmax(-1) == self.train.labels).double().mean(-1).numpy().copy()}
-        if self.test is not None and (epoch % self.eval_every == 0 or epoch == 0):
-            scores = self.test.outputs(self.lift_for_test(state))
-            row["test_acc"] = (scores.argmax(-1) == self.test.labels).double().mean(-1).numpy().copy()
-        self.rows.append(row)
-
-    def frame(self, run: int) -> pd.DataFrame:
-        """The trace of one run of the batch."""
-        return pd.DataFrame([{k: (v if k == "step" else float(np.atleast_1d(v)[run])) for k, v in row.items()}
-                             for row in self.rows])
-
-
-def epochs_to(trace: pd.DataFrame, target: float) -> float:
-    """The first epoch whose objective is ≤ target (NaN if none)."""
-    hit = trace.loc[trace["objective"] <= target, "step"]
-    return float(hit.iloc[0]) if len(hit) else float("nan")
-
-
-def lora_init(reduced: ReducedFeatures, rank: int, seeds: list[int], shapes: dict[str, tuple[int, int]]):
-    """The authors' init, drawn per seed: A ~ N(0, (1/(√r·n_in))²), B = 0, in reduced coordinates."""
-    a0 = {}
-    for name, (m, n) in shapes.items():
-        draws = []
-        for seed in seeds:
-            _, gen = seed_everything(seed * 1009 + rank)
-            draws.append(torch.randn(rank, n, generator=gen, dtype=torch.float64) / (math.sqrt(rank) * n))
-        a0[name] = torch.stack(draws)
-    reduced_a, idle = {}, torch.zeros(len(seeds), dtype=torch.float64)
-    for name in shapes:
-        reduced_a[name], idle_sq = reduced.reduce_lora_init(name, a0[name])
-        idle = idle + idle_sq
-    b = {name: torch.zeros(len(seeds), reduced.gamma[name].shape[-2], rank, dtype=torch.float64) for name in shapes}
-    return LoraState(b, reduced_a, idle), a0
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", required=True)
+    parser.add_argument("--experiment", required=True, help="fig2, fig3, fig4 or nsweep: where the records go")
     parser.add_argument("--task", required=True)
     parser.add_argument("--train", required=True)
     parser.add_argument("--test")
     parser.add_argument("--root", required=True, help="results folder; runs go to <root>/ntk_lora/<experiment>/...")
     args = parser.parse_args(argv)
-    params = json.loads(args.params)
-    task = params["tasks"][args.task] if "tasks" in params else {}
-    lr, weight_decay = task.get("lr", params.get("lr")), task.get("weight_decay", params["weight_decay"])
+    params = json.loads(args.params)  # lr, weight_decay and batch_size already resolved for this task
+    weight_decay = params["weight_decay"]
     torch.set_num_threads(params.get("threads", 1))
 
     with Stopwatch() as load_watch:
@@ -111,18 +53,21 @@ def main(argv=None) -> None:
     shapes = {name: (u.shape[-2], v.shape[-2]) for name, (u, v) in features.factors.items()}
     epochs, batch_size, mode = params["epochs"], params.get("batch_size", n), params["mode"]
     eval_every = params.get("eval_every", 1)
+    gram_top = float(torch.linalg.eigvalsh(reduced.gram())[-1])
+    lipschitz = gram_top / (2 * n)  # of the mean CE's gradient in δ: the CE Hessian in the logits is ≤ ½ I
+    # The authors' lr multiplies a loss summed over the batch; `step_fraction` instead sets the full-batch
+    # step to that fraction of 1/Lipschitz (the synthetic problems, whose scale is arbitrary).
+    lr = params["lr"] if "lr" in params else params["step_fraction"] / (lipschitz * n)
     common = {"task": args.task, "lr": lr, "weight_decay": weight_decay, "epochs": epochs, "batch_size": batch_size,
               "mode": mode, "n_samples": n, "classes": k, "r_ex": r_ex, "r_nsm": r_nsm,
               "trained": sorted(shapes), "layers": params.get("layers", "last")}
-    gram_top = float(torch.linalg.eigvalsh(reduced.gram())[-1])
 
     def record(method, setting, seed, metrics, trace, watch, seeds_in_job=1, extra=None):
-        out = run_dir(args.root, PAPER, params["experiment"], method, format_setting(setting), seed)
-        diverged = trace["objective"].pipe(lambda s: s[~np.isfinite(s)])
-        write_run(out, paper=PAPER, experiment=params["experiment"], method=method, seed=seed, scale=params["scale"],
+        out = run_dir(args.root, PAPER, args.experiment, method, format_setting(setting), seed)
+        diverged = None if trace is None else first_nonfinite(trace["objective"].to_numpy(), trace["step"].to_numpy())
+        write_run(out, paper=PAPER, experiment=args.experiment, method=method, seed=seed, scale=params["scale"],
                   params={**common, **setting, **(extra or {})}, metrics=metrics, trace=trace,
-                  runtime=watch.runtime(seeds_in_job=seeds_in_job),
-                  diverged_at=int(trace.loc[diverged.index[0], "step"]) if len(diverged) else None)
+                  runtime=watch.runtime(seeds_in_job=seeds_in_job), diverged_at=diverged)
 
     def zeros():
         return FullState({name: torch.zeros(g.shape[-2:], dtype=torch.float64) for name, g in reduced.gamma.items()})
@@ -143,10 +88,9 @@ def main(argv=None) -> None:
     reference = None
     if params.get("reference") and weight_decay > 0:
         with Stopwatch() as watch:
-            step = 1.0 / (gram_top / (2 * n))  # the CE Hessian in the logits is ≤ ½ I
-            best, iterations = fista(reduced.objective, zeros(), step=step, weight_decay=weight_decay,
+            best, iterations = fista(reduced.objective, zeros(), step=1.0 / lipschitz, weight_decay=weight_decay,
                                      tol=params["reference"]["tol"], max_iter=params["reference"]["max_iter"])
-            tracer = Tracer(reduced, weight_decay, None, eval_every, None)
+            tracer = Tracer(reduced.objective, reduced.labels, weight_decay)
             tracer(iterations, best)
             trace = tracer.frame(0)
             metrics = final_metrics(best, trace)
@@ -162,9 +106,10 @@ def main(argv=None) -> None:
 
     # --- full fine-tuning: proximal gradient with SVT -------------------------------------------------
     with Stopwatch() as watch:
-        tracer = Tracer(reduced, weight_decay, test, eval_every,
-                        lambda s: {name: (reduced.bases[name][0] @ m, reduced.bases[name][1].T)
-                                   for name, m in s.delta.items()} if test is not None else None)
+        tracer = Tracer(reduced.objective, reduced.labels, weight_decay,
+                        None if test is None else lambda s: test.outputs(
+                            {name: (reduced.bases[name][0] @ m, reduced.bases[name][1].T) for name, m in s.delta.items()}),
+                        None if test is None else test.labels, eval_every)
         state = zeros()
         tracer(0, state)
         proximal_gd(reduced.objective, state, lr=lr, weight_decay=weight_decay, epochs=epochs, n=n,
@@ -181,7 +126,7 @@ def main(argv=None) -> None:
 
     # --- LoRA at every rank, seeds batched ------------------------------------------------------------
     seeds = params["seed_list"]
-    epochs_by_rank = {}
+    epochs_by_rank, test_accuracy = {}, {}
     for rank in params["ranks"]:
         with Stopwatch() as watch:
             state, a0 = lora_init(reduced, rank, seeds, shapes)
@@ -191,7 +136,9 @@ def main(argv=None) -> None:
                 shrink = torch.sqrt(s.a_idle_sq / initial_idle.clamp_min(1e-300))
                 return {name: reduced.lift_lora(name, s.b[name], s.a[name], a0[name], shrink) for name in s.b}
 
-            tracer = Tracer(reduced, weight_decay, test, eval_every, lift if test is not None else None)
+            tracer = Tracer(reduced.objective, reduced.labels, weight_decay,
+                            None if test is None else lambda s, lift=lift: test.outputs(lift(s)),
+                            None if test is None else test.labels, eval_every)
             tracer(0, state)
             lora_gd(reduced.objective, state, lr=lr, weight_decay=weight_decay, epochs=epochs, n=n,
                     batch_size=batch_size, mode=mode, callback=tracer)
@@ -214,12 +161,13 @@ def main(argv=None) -> None:
                 reduced_products = {name: state.b[name][i] @ state.a[name][i] for name in state.b}
                 metrics["distance_to_reference"] = _distance(reduced_products, reference[1].delta)
             epochs_by_rank.setdefault(rank, []).append(metrics["epochs_to_tol"])
+            test_accuracy.setdefault(rank, []).append(metrics.get("final_test_acc", float("nan")))
             record("lora", {"task": args.task, "r": rank}, seed, metrics, trace, watch, len(seeds),
                    {"above_threshold": rank >= r_nsm})
 
     # --- per-task summary: does the rate improve with the rank? -----------------------------------------
     with Stopwatch() as watch:
-        medians = [_median_or_inf(epochs_by_rank[r], epochs) for r in sorted(epochs_by_rank)]
+        medians = [_median_or_inf(epochs_by_rank[r]) for r in sorted(epochs_by_rank)]
         fastest = min(medians) if medians else float("inf")
         full_epochs = full["epochs_to_tol"] if not math.isnan(full["epochs_to_tol"]) else float("inf")
         summary = {
@@ -228,12 +176,22 @@ def main(argv=None) -> None:
             "full_solution_rank": full["solution_rank"],
             "reference_solution_rank": reference[0]["solution_rank"] if reference else float("nan"),
             "r_ex": r_ex, "r_nsm": r_nsm, "f_star": f_star, "ntk_gram_top": gram_top,
+            **_test_gap(test_accuracy, full.get("final_test_acc")),
             "feature_load_s": load_watch.wall_s,
         }
-    record("summary", {"task": args.task}, 0, summary, pd.DataFrame({"step": [epochs]}), watch)
+    record("summary", {"task": args.task}, 0, summary, None, watch)
 
 
-def _median_or_inf(values, epochs) -> float:
+def _test_gap(lora: dict[int, list[float]], full: float | None) -> dict:
+    """Figure 4's comparison: |LoRA − full| final test accuracy in points (median over seeds, worst rank),
+    and whether it is within 2 points (claim C6)."""
+    if full is None or not lora:
+        return {}
+    gap = max(abs(float(np.median(accs)) - full) for accs in lora.values()) * 100
+    return {"test_acc_gap_points": gap, "test_acc_within_2_points": float(gap <= 2.0)}
+
+
+def _median_or_inf(values) -> float:
     """The median epochs to reach the target over seeds, counting runs that never reached it as ∞."""
     finite = [v if not math.isnan(v) else math.inf for v in values]
     return float(np.median(finite))
