@@ -93,23 +93,33 @@ class FullState:
         return self.delta
 
     def penalty(self) -> Tensor:
-        """Σ_l ‖δ_l‖_*."""
-        return sum(nuclear_norm(d) for d in self.delta.values())
+        """Σ_l ‖δ_l‖_* (NaN once a run has diverged)."""
+        return sum(nuclear_norm(d) if torch.isfinite(d).all() else torch.full(d.shape[:-2], torch.nan, dtype=d.dtype)
+                   for d in self.delta.values())
 
 
 def proximal_gd(objective: Objective, state: FullState, *, lr: float, weight_decay: float, epochs: int,
                 n: int, batch_size: int, mode: str = "paper", callback: Callback | None = None) -> FullState:
-    """Proximal gradient on F = L̂(δ) + λ Σ‖δ_l‖_*: δ ← SVT_{αλ}(δ − α∇L̂(δ)), one SVD per matrix and step."""
+    """Proximal gradient on F = L̂(δ) + λ Σ‖δ_l‖_*: δ ← SVT_{αλ}(δ − α∇L̂(δ)), one SVD per matrix and step.
+
+    A step that leaves the finite numbers (a step size too large) ends the run after that epoch's callback.
+    """
     _check_mode(mode)
     for epoch in range(1, epochs + 1):
+        finite = True
         for index in minibatches(n, batch_size):
             step = lr * (n if index is None else len(index))
             _, grads, _ = objective(state.deltas(), index)
             for name, grad in grads.items():
                 moved = state.delta[name] - step * grad
-                state.delta[name] = svt(moved, step * weight_decay) if mode == "paper" else moved
+                finite = finite and bool(torch.isfinite(moved).all())
+                state.delta[name] = svt(moved, step * weight_decay) if mode == "paper" and finite else moved
+            if not finite:
+                break
         if callback is not None:
             callback(epoch, state)
+        if not finite:
+            break
     return state
 
 

@@ -75,7 +75,11 @@ def main(argv=None) -> None:
     def final_metrics(state, trace, run=0):
         loss, grads, logits = reduced.objective(state.deltas())
         objective = loss + weight_decay * state.penalty()
-        dual = cross_entropy_nuclear_dual(logits, reduced.f0, reduced.labels, grads, weight_decay)
+        finite = torch.isfinite(logits).flatten(-2).all(-1)  # per run; a diverged run has no dual bound
+        grads = {k: torch.where(finite[..., None, None], g, 0.0) for k, g in grads.items()}
+        dual = cross_entropy_nuclear_dual(torch.where(finite[..., None, None], logits, reduced.f0), reduced.f0,
+                                          reduced.labels, grads, weight_decay)
+        dual = torch.where(finite, dual, math.nan)
         pick = (lambda t: float(t.reshape(-1)[run]) if t.ndim else float(t))
         out = {"final_objective": pick(objective), "final_loss": pick(loss), "final_penalty": pick(state.penalty()),
                "duality_gap_rel": (pick(objective) - pick(dual)) / pick(objective),
@@ -116,7 +120,7 @@ def main(argv=None) -> None:
                     batch_size=batch_size, mode=mode, callback=tracer)
         trace = tracer.frame(0)
         full = final_metrics(state, trace)
-        ranks = [int(numerical_rank(d, RANK_RTOL)) for d in state.delta.values()]
+        ranks = [_rank(d) for d in state.delta.values()]
         full.update({"solution_rank": max(ranks), **{f"solution_rank_{name}": r for name, r in zip(state.delta, ranks)},
                      "rel_gap": gap(full["final_objective"]), "epochs_to_tol": epochs_to(trace, f_star * (1 + params["rate_tol"])),
                      "sqrt_n": math.sqrt(n)})
@@ -147,15 +151,16 @@ def main(argv=None) -> None:
             trace = tracer.frame(i)
             metrics = final_metrics(state, trace, i)
             products = {name: b[i] @ a[i] for name, (b, a) in lifted.items()}
-            nuclear = sum(float(nuclear_norm(p)) for p in products.values())
+            nuclear = sum(float(nuclear_norm(p)) if torch.isfinite(p).all() else math.nan for p in products.values())
             metrics.update({
                 "rel_gap": gap(metrics["final_objective"]),
                 "rel_to_full": (metrics["final_objective"] - full["final_objective"]) / full["final_objective"],
+                "abs_rel_to_full": abs(metrics["final_objective"] - full["final_objective"]) / full["final_objective"],
                 "epochs_to_tol": epochs_to(trace, f_star * (1 + params["rate_tol"])),
                 "grad_norm": _factor_grad_norm(reduced, state, weight_decay, mode, i),
                 # Lemma 2.2: at a stationary point ½(‖A‖² + ‖B‖²) = Σ‖BA‖_*
                 "balancedness_gap_rel": abs(metrics["final_penalty"] - nuclear) / max(nuclear, 1e-300),
-                "solution_rank": max(int(numerical_rank(p, RANK_RTOL)) for p in products.values()),
+                "solution_rank": max(_rank(p) for p in products.values()),
             })
             if reference:
                 reduced_products = {name: state.b[name][i] @ state.a[name][i] for name in state.b}
@@ -180,6 +185,11 @@ def main(argv=None) -> None:
             "feature_load_s": load_watch.wall_s,
         }
     record("summary", {"task": args.task}, 0, summary, None, watch)
+
+
+def _rank(delta: torch.Tensor) -> float:
+    """Numerical rank of an update (NaN for a diverged run)."""
+    return float(numerical_rank(delta, RANK_RTOL)) if torch.isfinite(delta).all() else math.nan
 
 
 def _test_gap(lora: dict[int, list[float]], full: float | None) -> dict:

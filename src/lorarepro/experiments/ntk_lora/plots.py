@@ -88,8 +88,9 @@ def training_curves(records: list[str], figure: list[str], table: str, params: d
     write_table(out, table, title=f"{title}: converged objectives, gaps to F* and ranks", scale=params["scale"],
                 notes="rel_gap = (objective − F*)/F*; epochs_to_tol: first epoch within "
                       f"{params['rate_tol']:g} of F*; solution_rank: numerical rank (σ > 1e-6·σ₁) of δ, max over W_q, W_v."
-                      + "".join(f" Pretrained {row.method} ViT: test accuracy {row._2:.3f} on its pretraining classes."
-                                for row in pretrained[["method", "metrics.pretrain_test_acc"]].itertuples()))
+                      + "".join(f" Pretrained {method} ViT: test accuracy {acc:.3f} on its pretraining classes."
+                                for method, acc in zip(pretrained.get("method", []),
+                                                       pretrained.get("metrics.pretrain_test_acc", []))))
 
 
 def test_curves(records: list[str], figure: list[str], table: str, params: dict) -> None:
