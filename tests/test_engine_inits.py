@@ -16,6 +16,7 @@ from lorarepro.adapters.peft_adapters import PEFT_INITS, lora_layers
 from lorarepro.data.tasks import load_task
 from lorarepro.metrics.subspace import orthonormal_basis, projection_residual, sin_theta
 from lorarepro.models.load import load_model, load_tokenizer
+from lorarepro.optim.lora_optimizers import build_optimizer
 from lorarepro.train.objectives import make_objective
 
 TARGETS = ["query", "value", "intermediate.dense"]  # intermediate.dense is 48×32: orientation shows
@@ -239,3 +240,44 @@ def test_lora_sb_trains_only_r_between_frozen_gradient_singular_vectors(setting)
         assert [V_t.requires_grad, Rm.requires_grad, U.requires_grad] == [False, True, False]
         Ug, S, Vh = torch.linalg.svd(-grads[name])
         torch.testing.assert_close(layer.delta_weight(), (Ug[:, :R] * S[:R] / 2.0) @ Vh[:R])
+
+
+@pytest.mark.parametrize("d_out,d_in", [(12, 8), (8, 12)])
+def test_compressed_deep_lora_follows_the_full_width_trajectory(d_out, d_in):
+    """On ½‖ΔW − Φ‖² with rank(Φ) = h (a linear layer fed the standard basis), the compressed adapter
+    (inner width r = 2h) tracks the full-width one: ‖ΔW_full − ΔW_comp‖² ≤ (w − 2h)·ε^{2L} (Prop. 2.2)."""
+    h, eps, depth, steps, lr = 2, 0.3, 3, 60, 0.3
+    gen = torch.Generator().manual_seed(0)
+    phi = torch.randn(d_out, h, generator=gen, dtype=torch.float64) @ torch.randn(h, d_in, generator=gen,
+                                                                                  dtype=torch.float64)
+    phi = phi / torch.linalg.matrix_norm(phi, ord=2)
+    base = torch.nn.Linear(d_in, d_out, bias=False).to(torch.float64)
+    x = torch.eye(d_in, dtype=torch.float64)
+    y = base(x).detach() + x @ phi.T
+
+    def loss_fn(m, batch):
+        return 0.5 * ((m(batch) - y) ** 2).sum()
+
+    def trained(compressed):
+        spec = {"init": "deep", "r": 2 * h, "targets": ["0"],
+                "init_options": {"depth": depth, "eps": eps, "compressed": compressed}}
+        model, _ = build_adapter(torch.nn.Sequential(copy.deepcopy(base)), spec, seed=0, loss_fn=loss_fn,
+                                 init_batches=[x])
+        opt = build_optimizer(model, {"name": "sgd", "lr": lr, "lr_scale": {"outer": 0.0}})
+        deltas = []
+        for _ in range(steps):
+            loss_fn(model, x).backward()
+            opt.step()
+            opt.zero_grad()
+            deltas.append(factored_layers(model)["0"].delta_weight().detach())
+        return model, deltas
+
+    full, full_deltas = trained(False)
+    small, small_deltas = trained(True)
+    chain = factored_layers(small)["0"].factors
+    assert [tuple(f.shape) for f in chain] == [(2 * h, d_in)] + [(2 * h, 2 * h)] * depth + [(d_out, 2 * h)]
+    bound = (max(d_out, d_in) - 2 * h) * eps ** (2 * depth)
+    moved = (full_deltas[-1] - full_deltas[0]).norm()
+    assert moved > 0.5  # the adapter really learned something
+    for a, b in zip(full_deltas, small_deltas):
+        assert (a - b).square().sum() <= bound * (1 + 1e-6)

@@ -3,8 +3,6 @@ if never stopped, and records a diverged run instead of crashing."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 

@@ -82,3 +82,13 @@ def test_reports_show_every_figure_and_claim(smoke_run):
 def test_rerun_with_nothing_changed_does_nothing(smoke_run):
     proc = snakemake(smoke_run, "-n", "--config", "scale=smoke")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_snakemake_report_files_every_figure(smoke_run):
+    import zipfile
+
+    snakemake(smoke_run, "--config", "scale=smoke", "--report", "report.zip")
+    names = zipfile.ZipFile(smoke_run / "report.zip").namelist()
+    pngs = {n.rsplit("/", 1)[-1] for n in names if n.endswith(".png")}
+    expected = {p.rsplit("/", 1)[-1] for p in (smoke_run / "results").rglob("figures/*.png") for p in [str(p)]}
+    assert expected and expected <= pngs

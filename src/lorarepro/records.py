@@ -9,6 +9,7 @@ the wall time.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import os
 import platform
 import resource
@@ -43,10 +44,12 @@ def environment() -> dict[str, str]:
         "numpy": np.__version__,
         "pandas": pd.__version__,
     }
+    # Installed versions from the package metadata: importing peft/transformers just to read their
+    # version would cost a job that never uses them tens of seconds.
     for name in ("transformers", "peft"):
         try:
-            env[name] = __import__(name).__version__
-        except ImportError:
+            env[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
             pass
     return env
 

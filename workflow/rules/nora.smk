@@ -1,2 +1,83 @@
 # Rules of the nora paper: experiments -> run records -> tables and figures.
 # (Registered with `register` so claims, reports and the `nora` target pick them up.)
+#
+# One job per experiment: its runs (method x setting) take about a second each, seeds batched as a
+# leading tensor dimension, so a process per run would mostly be spent starting Python and torch.
+for _exp in NORA_EXPERIMENTS:
+
+    rule:
+        name:
+            f"nora_{_exp}"
+        output:
+            records=nora_records(_exp),
+            traces=nora_records(_exp, name="trace.parquet"),
+        params:
+            cfg=run_params("nora", _exp),
+            experiment=_exp,
+        log:
+            f"results/logs/nora/{_exp}.log",
+        benchmark:
+            f"results/benchmarks/rules/nora/{_exp}.tsv"
+        threads: threads_for("nora", _exp)
+        resources:
+            mem_mb=mem_mb_for("nora", _exp),
+            runtime=runtime_for("nora", _exp),
+        conda:
+            ENV_CPU
+        shell:
+            "python -m lorarepro.experiments.nora.run --params {params.cfg:q} --experiment {params.experiment}"
+            " --threads {threads} --records {output.records} > {log} 2>&1"
+
+
+for _figure, _experiments in NORA_FIGURES.items():
+
+    rule:
+        name:
+            f"nora_{_figure}"
+        input:
+            nora_records(*_experiments),
+        output:
+            figure_files("nora", _figure),
+        params:
+            figure=_figure,
+        log:
+            f"results/logs/nora/{_figure}.log",
+        benchmark:
+            f"results/benchmarks/rules/nora/{_figure}.tsv"
+        threads: 1
+        resources:
+            mem_mb=mem_mb_for(),
+            runtime=runtime_for(),
+        conda:
+            ENV_REPORT
+        shell:
+            "python -m lorarepro.experiments.nora.figures {params.figure} --records {input}"
+            " --out {output} > {log} 2>&1"
+
+
+rule nora_tables:
+    input:
+        nora_records(*NORA_EXPERIMENTS),
+    output:
+        csv=[f"results/nora/tables/{table}.csv" for table in NORA_TABLES],
+        md=[f"results/nora/tables/{table}.md" for table in NORA_TABLES],
+    log:
+        "results/logs/nora/tables.log",
+    benchmark:
+        "results/benchmarks/rules/nora/tables.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(),
+        runtime=runtime_for(),
+    conda:
+        ENV_REPORT
+    shell:
+        "python -m lorarepro.experiments.nora.tables --records {input} --out {output.csv} > {log} 2>&1"
+
+
+register(
+    "nora",
+    records=nora_records(*NORA_EXPERIMENTS),
+    tables=[f"results/nora/tables/{table}.csv" for table in NORA_TABLES],
+    figures=[path for figure in NORA_FIGURES for path in figure_files("nora", figure)],
+)

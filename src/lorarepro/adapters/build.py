@@ -8,6 +8,11 @@ Inits hosted by PEFT (see peft_adapters) and the factored adapters (Deep LoRA, L
 deep_adapter) are built the same way; gradient-based inits take ∇_W L(W₀) on `init_batches`
 before the adapter exists, so they see the pretrained model exactly. Only the adapter (and the
 modules listed in `train_modules`, e.g. a new head) is trainable afterwards.
+
+`init_options` per init: gaussian {std}; pissa {niter}; lora_ga {gamma, svd}; lora_one {scale, svd,
+oversample, niter}; spectral {gamma}; nora {xi, released_code}; lora_sb {scale};
+deep {depth, eps, width: full | <int>, compressed}. `gradient` says which training examples the
+gradient-based inits read (see train/run.py) and whether dropout is on while they do.
 """
 
 from __future__ import annotations

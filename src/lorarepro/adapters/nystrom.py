@@ -53,6 +53,15 @@ def perturbed_nystrom_init(a, rank: int, xi: float, xi_n: float, generators: Gen
     return x0 + gaussian((a.shape[-2], rank), xi_n, generators, **kwargs)
 
 
+def unbalanced_sketch_init(a, rank: int, xi: float, zeta: float, sigma1, generators: Generators = None,
+                           **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """AltGD's start (Ward & Kolda [60], as the paper summarises it): X₀ = AΩ₁/σ₁(A), Y₀ = σ₁(A)Ω₂
+    with small Gaussian Ω₁ (N(0, ξ²)) and Ω₂ (N(0, ζ²)). X₀ is a sketch but Y₀ is not, so the
+    residual space is not eliminated. `sigma1` broadcasts against the batch (shape (…, 1, 1))."""
+    x0 = nystrom_init(a, rank, xi, generators, **kwargs) / sigma1
+    return x0, sigma1 * gaussian((a.shape[-1], rank), zeta, generators, **kwargs)
+
+
 def nora_lora_init(weight: torch.Tensor, rank: int, xi: float, scaling: float,
                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """NoRA factors for a linear layer with weight W₀ ∈ ℝ^{out×in} in the PEFT layout

@@ -17,6 +17,8 @@ layer's dtype.
 | spectral  | App. C.2: √γ·U_r√S_r, √γ·√S_r V_rᵀ of −∇W              | unchanged    | + s·BA     |
 | nora      | A = Nyström sketch of W₀'s row space, B = 0            | unchanged    | unchanged  |
 
+LoRA-SB and Deep LoRA need more than two factors and live in `deep_adapter`.
+
 `nora` writes the sketch of the *pretrained* weight into lora_A, which is what the NoRA paper
 means; `released_code: true` reproduces the authors' released code, in which the sketch never
 reaches lora_A (it keeps PEFT's Kaiming init, so the run is plain LoRA).

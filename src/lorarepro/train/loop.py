@@ -75,6 +75,29 @@ def _memory(device: torch.device) -> dict[str, float]:
     return out
 
 
+def optimizer_step(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, scheduler,
+                   micro_batches, *, max_grad_norm: float | None = None) -> float:
+    """One optimizer step on the summed gradients of `micro_batches` (lists of examples), each weighted
+    1/len(micro_batches); returns the loss. A non-finite loss leaves the parameters untouched."""
+    total = 0.0
+    for examples in micro_batches:
+        loss = objective.loss(model, examples) / len(micro_batches)
+        loss.backward()
+        total += loss.item()
+    if not math.isfinite(total):
+        optimizer.zero_grad(set_to_none=True)
+        return total
+    if hasattr(optimizer, "precondition_grads"):
+        optimizer.precondition_grads()
+    if max_grad_norm:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total
+
+
 def train(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer, config: TrainConfig, *,
           seed: int, checkpoint_dir: str | Path | None = None, extra_state: Iterable[str] = ()) -> TrainResult:
     """Train `model` on `objective.data.train` for `config.steps` optimizer steps; see the module doc.
@@ -84,7 +107,6 @@ def train(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimiz
     data, device = objective.data, objective.device
     sampler = BatchSampler(len(data.train), config.batch_size, seed)
     scheduler = lr_schedule(optimizer, config.schedule, config.steps, config.warmup)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
     extra_state = list(extra_state)
     start, trace = (0, [])
     if checkpoint_dir is not None:
@@ -108,31 +130,23 @@ def train(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimiz
     for step in range(start + 1, config.steps + 1):
         _sync(device)
         t0 = time.perf_counter()
-        total = 0.0
-        for _ in range(config.grad_accum):
-            loss = objective.loss(model, [data.train[i] for i in next(sampler)]) / config.grad_accum
-            loss.backward()
-            total += loss.item()
+        micro = [[data.train[i] for i in next(sampler)] for _ in range(config.grad_accum)]
+        lr = optimizer.param_groups[0]["lr"]
+        total = optimizer_step(model, objective, optimizer, scheduler, micro, max_grad_norm=config.max_grad_norm)
         if not math.isfinite(total):
             result.diverged_at = step
             trace.append({"step": step, "loss": total})
             break
-        if hasattr(optimizer, "precondition_grads"):
-            optimizer.precondition_grads()
-        if config.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
         _sync(device)
-        row = {"step": step, "loss": total, "lr": optimizer.param_groups[0]["lr"],
-               "step_s": time.perf_counter() - t0, **_memory(device)}
+        row = {"step": step, "loss": total, "lr": lr, "step_s": time.perf_counter() - t0, **_memory(device)}
         if step == config.steps or (config.eval_every and step % config.eval_every == 0):
             run_eval(row)
         trace.append(row)
         bar.update(1)
-        bar.set_postfix(loss=f"{total:.4f}", **{k: f"{v:.4f}" for k, v in list(result.evals[-1].items())[1:2]}
-                        if result.evals else {})
+        shown = {"loss": f"{total:.4f}"}
+        if result.evals:
+            shown[data.primary_metric] = f"{result.evals[-1][data.primary_metric]:.4f}"
+        bar.set_postfix(shown)
         if checkpoint_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
             save_checkpoint(checkpoint_dir, step=step, model=model, extra_params=extra_state, optimizer=optimizer,
                             scheduler=scheduler, sampler=sampler, trace=trace)
