@@ -8,7 +8,7 @@ head on the final CLS state.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -87,6 +87,7 @@ class ViT(nn.Module):
 
     def new_head(self, classes: int, generator: torch.Generator) -> None:
         """A fresh classifier for a new label set, initialised like Hugging Face's ViT (N(0, 0.02²), zero bias)."""
+        self.config = replace(self.config, classes=classes)
         self.head = nn.Linear(self.config.dim, classes)
         with torch.no_grad():
             self.head.weight.copy_(0.02 * torch.randn(self.head.weight.shape, generator=generator))
