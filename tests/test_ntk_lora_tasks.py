@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lorarepro.data.speech import espeak, log_mel, mel_filterbank
-from lorarepro.experiments.ntk_lora import fit
+from lorarepro.experiments.ntk_lora import fit, spoken_words
 from lorarepro.experiments.ntk_lora.lm_features import balanced_indices
 from lorarepro.experiments.ntk_lora.runs import rank_thresholds
 from lorarepro.models.ntk_features import block_features
@@ -72,6 +72,13 @@ def test_log_mel_is_standardised_and_fixed_size():
 def test_espeak_speaks_a_word():
     samples = espeak("yes", "en-us+f2", 160, 50)
     assert 0.2 * 22050 < len(samples) < 2 * 22050 and np.abs(samples).max() > 0.05
+
+
+def test_the_corpus_script_names_the_debian_package_when_espeak_ng_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no espeak-ng on PATH
+    with pytest.raises(SystemExit, match=r"apt-get install espeak-ng"):
+        spoken_words.main(["--params", "{}", "--out", str(tmp_path / "words.parquet")])
+    assert not (tmp_path / "words.parquet").exists()
 
 
 def test_fit_writes_every_run_and_lora_above_the_threshold_reaches_f_star(tmp_path):

@@ -4,7 +4,7 @@ task (in the spirit of SUPERB's Speech Commands task) for models pretrained in t
 Each utterance is one word spoken by one "speaker": an English accent of eSpeak NG (British, American,
 Scottish, Caribbean, ...) combined with a voice variant (male, female, whisper, creaky ...), at a drawn
 speed and pitch. Speakers are split by voice variant, so test speakers are never heard in training.
-Debian: `apt-get install espeak-ng`.
+Needs the `espeak-ng` program (Debian package `espeak-ng`; scripts/bootstrap.sh installs it when run as root).
 """
 
 from __future__ import annotations
@@ -27,12 +27,18 @@ VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f
             "Mike", "Paul", "Rob", "Steph", "Tweaky", "grandpa")
 
 
-def espeak(word: str, voice: str, speed: int, pitch: int) -> np.ndarray:
-    """One utterance as float32 samples in [-1, 1] at SAMPLE_RATE."""
+def espeak_binary() -> str:
+    """The espeak-ng program, or an AssetError that names the package to install."""
     binary = shutil.which("espeak-ng")
     if binary is None:
-        raise AssetError("espeak-ng is not installed: `apt-get install espeak-ng` (Debian), or disable the speech task")
-    wav = subprocess.run([binary, "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", word],
+        raise AssetError("the speech task synthesises its words with espeak-ng, which is not on PATH: install "
+                         "Debian's espeak-ng package (`apt-get install espeak-ng`, or run scripts/bootstrap.sh as root)")
+    return binary
+
+
+def espeak(word: str, voice: str, speed: int, pitch: int) -> np.ndarray:
+    """One utterance as float32 samples in [-1, 1] at SAMPLE_RATE."""
+    wav = subprocess.run([espeak_binary(), "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", word],
                          check=True, capture_output=True).stdout
     # In stream mode the RIFF header carries no length: read the PCM after the "data" chunk header.
     with wave.open(io.BytesIO(wav)) as header:

@@ -1,4 +1,5 @@
 """Synthesise the spoken-words corpus of the speech task with eSpeak NG (log-mel spectrograms).
+Stops at once, naming the Debian package, when the espeak-ng program is missing.
 
     python -m lorarepro.experiments.ntk_lora.spoken_words --params '{...}' --out spoken_words.parquet
 """
@@ -8,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from lorarepro.data.speech import spoken_words
+from lorarepro.data.assets import AssetError
+from lorarepro.data.speech import espeak_binary, spoken_words
 from lorarepro.io import write_parquet
 
 
@@ -17,6 +19,10 @@ def main(argv=None) -> None:
     parser.add_argument("--params", required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    try:
+        espeak_binary()
+    except AssetError as missing:
+        raise SystemExit(f"error: {missing}") from None
     speech = json.loads(args.params)["modalities"]["speech"]
     words = list(speech["pretrain_classes"]) + list(speech["finetune_classes"])
     n_mels, frames = speech["vit"]["image_size"]
