@@ -12,8 +12,7 @@ import torch
 
 from lorarepro.data.speech import espeak, log_mel, mel_filterbank
 from lorarepro.experiments.ntk_lora import fit, spoken_words
-from lorarepro.experiments.ntk_lora.lm_features import balanced_indices
-from lorarepro.experiments.ntk_lora.runs import rank_thresholds
+from lorarepro.experiments.ntk_lora.runs import balanced_indices, rank_thresholds
 from lorarepro.models.ntk_features import block_features
 from lorarepro.models.vit import ViT, ViTConfig, ViTReadout, vit_block_inputs
 from lorarepro.problems.ntk_synthetic import synthetic_features

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from lorarepro.data.tasks import collate, load_task
+from lorarepro.experiments.ntk_lora.runs import balanced_indices
 from lorarepro.models.load import load_model, load_tokenizer, resolve_model
 from lorarepro.models.ntk_features import (
     LastLayerReadout,
@@ -26,13 +27,6 @@ from lorarepro.models.ntk_features import (
     read_positions,
 )
 from lorarepro.seeding import seed_everything
-
-
-def balanced_indices(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """`per_class` examples of every class, drawn without replacement with `seed`, classes in order."""
-    rng = np.random.default_rng(seed)
-    chosen = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in np.unique(labels)]
-    return np.concatenate(chosen)
 
 
 def build_model(spec: dict, location: str, seed: int):
@@ -67,7 +61,9 @@ def main(argv=None) -> None:
     model = build_model(spec, location, seed=0)
     data = load_task({"dataset": task["dataset"], "kind": "prompted", "template": task["template"],
                       "label_words": task["label_words"], "max_length": params["max_length"],
-                      "eval_split": "test", "eval_size": params["test_size"]},
+                      # only the split this job needs is encoded (a size of 0 leaves the other one empty)
+                      "train_size": None if args.split == "train" else 0,
+                      "eval_split": "test", "eval_size": params["test_size"] if args.split == "test" else 0},
                      tokenizer, model_kind=spec["kind"], data_root=args.data_root)
     if any(len(c) != 1 for c in data.candidates):
         raise ValueError(f"label words {task['label_words']} must be single tokens; they give {data.candidates}")

@@ -1,5 +1,5 @@
-"""What the NTK-LoRA fitting scripts share: the rank thresholds of the theorems, the authors' LoRA
-init in reduced coordinates, and per-epoch traces of batched runs."""
+"""What the NTK-LoRA scripts share: the k-shot draw of a training set, the rank thresholds of the
+theorems, the authors' LoRA init in reduced coordinates, and per-epoch traces of batched runs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,13 @@ import torch
 from lorarepro.models.ntk_features import ReducedFeatures
 from lorarepro.optim.regularized import LoraState
 from lorarepro.seeding import seed_everything
+
+
+def balanced_indices(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """`per_class` examples of every class, drawn without replacement with `seed`, classes in order."""
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in np.unique(labels)]
+    return np.concatenate(chosen)
 
 
 def rank_thresholds(n_samples: int, outputs: int) -> tuple[int, int]:

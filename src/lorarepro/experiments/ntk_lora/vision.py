@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from lorarepro.data.materialize import load_split
-from lorarepro.experiments.ntk_lora.lm_features import balanced_indices
+from lorarepro.experiments.ntk_lora.runs import balanced_indices
 from lorarepro.models.vit import ViT, ViTConfig, ViTReadout, vit_block_inputs
 from lorarepro.seeding import seed_everything
 
