@@ -18,10 +18,12 @@ for _exp in NORA_EXPERIMENTS:
             f"results/logs/nora/{_exp}.log",
         benchmark:
             f"results/benchmarks/rules/nora/{_exp}.tsv"
+        group: group_for("nora", _exp)
         threads: threads_for("nora", _exp)
         resources:
             mem_mb=mem_mb_for("nora", _exp),
             runtime=runtime_for("nora", _exp),
+            gpu=gpu_for("nora", _exp),
         conda:
             ENV_CPU
         shell:
@@ -44,6 +46,7 @@ for _figure, _experiments in NORA_FIGURES.items():
             f"results/logs/nora/{_figure}.log",
         benchmark:
             f"results/benchmarks/rules/nora/{_figure}.tsv"
+        group: SUMMARIES_GROUP
         threads: 1
         resources:
             mem_mb=mem_mb_for(),
@@ -65,6 +68,7 @@ rule nora_tables:
         "results/logs/nora/tables.log",
     benchmark:
         "results/benchmarks/rules/nora/tables.tsv"
+    group: SUMMARIES_GROUP
     threads: 1
     resources:
         mem_mb=mem_mb_for(),
