@@ -15,10 +15,12 @@ rule ntk_lora_fig1:
         "results/logs/ntk_lora/fig1.log",
     benchmark:
         "results/benchmarks/rules/ntk_lora/fig1.tsv"
+    group: group_for(NTK, "fig1")
     threads: 1
     resources:
         mem_mb=mem_mb_for(NTK, "fig1"),
         runtime=runtime_for(NTK, "fig1"),
+        gpu=gpu_for(NTK, "fig1"),
     conda:
         ENV_CPU
     shell:
@@ -44,6 +46,7 @@ rule ntk_lora_lm_train_features:
         "results/logs/ntk_lora/features/{layers}/{task}-{dseed}/train.log",
     benchmark:
         "results/benchmarks/rules/ntk_lora/features/{layers}/{task}-{dseed}/train.tsv"
+    group: group_for(NTK, "lm_features")
     threads: threads_for(NTK, "lm_features")
     resources:
         mem_mb=mem_mb_for(NTK, "lm_features"),
@@ -71,6 +74,7 @@ rule ntk_lora_lm_test_features:
         "results/logs/ntk_lora/features/{layers}/{task}/test.log",
     benchmark:
         "results/benchmarks/rules/ntk_lora/features/{layers}/{task}/test.tsv"
+    group: group_for(NTK, "lm_features")
     threads: threads_for(NTK, "lm_features")
     resources:
         mem_mb=mem_mb_for(NTK, "lm_features"),
@@ -94,10 +98,12 @@ rule ntk_lora_spoken_words:
         "results/logs/ntk_lora/spoken_words.log",
     benchmark:
         "results/benchmarks/rules/ntk_lora/spoken_words.tsv"
+    group: group_for(NTK, "vision")
     threads: 1
     resources:
         mem_mb=mem_mb_for(NTK, "vision"),
         runtime=runtime_for(NTK, "vision"),
+        gpu=gpu_for(NTK, "vision"),
     conda:
         ENV_CPU
     shell:
@@ -118,10 +124,12 @@ rule ntk_lora_pretrain_vit:
         "results/logs/ntk_lora/pretrain/{modality}.log",
     benchmark:
         "results/benchmarks/rules/ntk_lora/pretrain/{modality}.tsv"
+    group: group_for(NTK, "vision")
     threads: threads_for(NTK, "vision")
     resources:
         mem_mb=mem_mb_for(NTK, "vision"),
         runtime=runtime_for(NTK, "vision"),
+        gpu=gpu_for(NTK, "vision"),
     conda:
         ENV_CPU
     shell:
@@ -144,10 +152,12 @@ rule ntk_lora_vision_features:
         "results/logs/ntk_lora/features/vision/{modality}.log",
     benchmark:
         "results/benchmarks/rules/ntk_lora/features/vision/{modality}.tsv"
+    group: group_for(NTK, "vision")
     threads: 1
     resources:
         mem_mb=mem_mb_for(NTK, "vision"),
         runtime=runtime_for(NTK, "vision"),
+        gpu=gpu_for(NTK, "vision"),
     conda:
         ENV_CPU
     shell:
@@ -167,10 +177,12 @@ rule ntk_lora_synthetic_features:
         "results/logs/ntk_lora/features/synthetic/n{n}.log",
     benchmark:
         "results/benchmarks/rules/ntk_lora/features/synthetic/n{n}.tsv"
+    group: group_for(NTK, "nsweep")
     threads: 1
     resources:
         mem_mb=mem_mb_for(NTK, "nsweep"),
         runtime=runtime_for(NTK, "nsweep"),
+        gpu=gpu_for(NTK, "nsweep"),
     conda:
         ENV_CPU
     shell:
@@ -200,6 +212,7 @@ for _exp in ("fig2", "fig3", "fig4", "nsweep"):
                 f"results/logs/ntk_lora/{_exp}/{_task}.log",
             benchmark:
                 f"results/benchmarks/rules/ntk_lora/{_exp}/{_task}.tsv"
+            group: group_for(NTK, _exp)
             threads: threads_for(NTK, _exp)
             resources:
                 mem_mb=mem_mb_for(NTK, _exp),
@@ -232,10 +245,12 @@ for _modality in NTK_MODALITIES:
             f"results/logs/ntk_lora/table4/{_modality}.log",
         benchmark:
             f"results/benchmarks/rules/ntk_lora/table4/{_modality}.tsv"
+        group: group_for(NTK, "table4")
         threads: 1
         resources:
             mem_mb=mem_mb_for(NTK, "table4"),
             runtime=runtime_for(NTK, "table4"),
+            gpu=gpu_for(NTK, "table4"),
         conda:
             ENV_CPU
         shell:
@@ -271,6 +286,7 @@ for _figure, (_exp, _table) in NTK_PLOTS.items():
             f"results/logs/ntk_lora/{_figure}.log",
         benchmark:
             f"results/benchmarks/rules/ntk_lora/{_figure}.tsv"
+        group: SUMMARIES_GROUP
         threads: 1
         resources:
             mem_mb=mem_mb_for(),
@@ -293,6 +309,7 @@ rule ntk_lora_table_4:
         "results/logs/ntk_lora/table_4.log",
     benchmark:
         "results/benchmarks/rules/ntk_lora/table_4.tsv"
+    group: SUMMARIES_GROUP
     threads: 1
     resources:
         mem_mb=mem_mb_for(),
