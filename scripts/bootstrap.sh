@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install the pinned stack, the package and the offline assets (idempotent).
+# Create .venv and install the pinned stack, the package and the offline assets, and the Debian packages
+# of the programs jobs call (idempotent).
 # Used by scripts/reproduce.sh and scripts/test.sh; safe to run by hand.
 #   TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu   take torch's CPU build from its own index
 set -euo pipefail
@@ -20,6 +21,23 @@ if [ ! -x "$venv/bin/python" ]; then
       echo "error: '$python -m venv' failed; install Python's venv module (Debian: apt-get install python3-venv)" >&2
       exit 1
     fi
+  fi
+fi
+
+# Programs the jobs call, as "program:Debian package" (espeak-ng voices the NTK-LoRA speech task).
+system_programs=(espeak-ng:espeak-ng)
+missing=()
+for entry in "${system_programs[@]}"; do
+  command -v "${entry%%:*}" >/dev/null || missing+=("${entry#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Debian packages with apt-get: ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    # Not fatal: only the rules that call these programs fail, each naming its package.
+    echo "warning: missing Debian packages: ${missing[*]} (apt-get install ${missing[*]})" >&2
   fi
 fi
 
