@@ -85,7 +85,8 @@ def plan(jobs: pd.DataFrame) -> pd.DataFrame:
     table["mem_gb"] = table.mem_gb / 1000
     table["runtime_h"] = table.runtime_h / 60
     # Ties by name: the dry run lists independent jobs in no fixed order.
-    return table.reset_index().sort_values(["gpu_hours", "jobs", "rule"], ascending=[False, False, True], ignore_index=True)
+    order = ["gpu_hours", "jobs", "rule"]
+    return table.reset_index().sort_values(order, ascending=[False, False, True], ignore_index=True)
 
 
 def to_markdown(table: pd.DataFrame) -> str:
