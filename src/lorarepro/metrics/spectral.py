@@ -24,3 +24,9 @@ def effective_rank(matrix: torch.Tensor) -> torch.Tensor:
     s = torch.linalg.svdvals(matrix)
     p = s / s.sum(-1, keepdim=True)
     return torch.exp(-(p * torch.log(p.clamp_min(1e-300))).sum(-1))
+
+
+def tail_energy(matrix: torch.Tensor, rank: int) -> torch.Tensor:
+    """Σ_{i>rank} σ_i²: the squared Frobenius distance to the nearest matrix of rank ≤ `rank` (Eckart–Young)."""
+    s = torch.linalg.svdvals(matrix)
+    return s[..., rank:].pow(2).sum(-1)

@@ -84,7 +84,9 @@ def plan(jobs: pd.DataFrame) -> pd.DataFrame:
     )
     table["mem_gb"] = table.mem_gb / 1000
     table["runtime_h"] = table.runtime_h / 60
-    return table.sort_values(["gpu_hours", "jobs"], ascending=False, kind="stable").reset_index()
+    # Ties by name: the dry run lists independent jobs in no fixed order.
+    order = ["gpu_hours", "jobs", "rule"]
+    return table.reset_index().sort_values(order, ascending=[False, False, True], ignore_index=True)
 
 
 def to_markdown(table: pd.DataFrame) -> str:
