@@ -16,3 +16,14 @@ def effective_rank(matrix: torch.Tensor) -> torch.Tensor:
     s = torch.linalg.svdvals(matrix)
     p = s / s.sum(-1, keepdim=True)
     return torch.exp(-(p * torch.log(p.clamp_min(1e-300))).sum(-1))
+
+
+def most_changed_singular_values(before: torch.Tensor, after: torch.Tensor, k: int,
+                                 relative: bool = False) -> torch.Tensor:
+    """Indices (0 = largest) of the k singular values that moved most from `before` to `after`,
+    comparing σ_i with σ_i in descending order (NoRA's Figure 2); `relative` divides by σ_i(before)."""
+    s0, s1 = torch.linalg.svdvals(before), torch.linalg.svdvals(after)
+    change = (s1 - s0).abs()
+    if relative:
+        change = change / s0.clamp_min(torch.finfo(s0.dtype).tiny)
+    return change.topk(min(k, change.shape[-1]), dim=-1).indices

@@ -106,8 +106,11 @@ def summarize(result, info) -> dict[str, Any]:
 
 
 def finetune(params: Mapping[str, Any], out_dir: str | os.PathLike, *, data_root="resources/data",
-             models_root="resources/models") -> dict[str, Any]:
+             models_root="resources/models", probe=None) -> dict[str, Any]:
     """Run one fine-tuning job and write its record into `out_dir`; returns the record.
+
+    `probe(model)`, if given, sees the adapted model before training and returns a function that
+    sees it after training and returns extra metrics for the record (e.g. how its weights moved).
 
     A checkpoint (every `train.checkpoint_every` steps) lives in `out_dir` while the job runs and is
     removed once the record is written; a rerun of a killed job resumes from it.
@@ -117,14 +120,16 @@ def finetune(params: Mapping[str, Any], out_dir: str | os.PathLike, *, data_root
     config = TrainConfig.from_dict(params["train"])
     with Stopwatch(str(device)) as watch:
         model, _, data, objective, info = setup(params, data_root=data_root, models_root=models_root)
+        finish = probe(model) if probe is not None else None
         optimizer = build_optimizer(model, params["optimizer"])
         result = train(model, objective, optimizer, config, seed=int(params.get("seed", 0)),
                        checkpoint_dir=out_dir if config.checkpoint_every else None, extra_state=info.moved_base)
+        probed = finish(model) if finish is not None else {}
     adapter = params["adapter"]
     record = write_run(
         out_dir, paper=params.get("paper", "engine"), experiment=params.get("experiment", data.kind),
         method=params.get("method", adapter.get("init", "default")), seed=int(params.get("seed", 0)),
-        scale=params.get("scale", "default"), params=dict(params), metrics=summarize(result, info),
+        scale=params.get("scale", "default"), params=dict(params), metrics={**summarize(result, info), **probed},
         runtime=watch.runtime(), trace=pd.DataFrame(result.trace), diverged_at=result.diverged_at)
     (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
     return record
