@@ -20,8 +20,13 @@ start() {
   local host cpus mem_mb
   host=$(hostname -s)
   cpus=$(nproc)
-  # RealMemory must not exceed what slurmd detects; leave 2 GB to the system.
-  mem_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 2048 ))
+  # RealMemory must not exceed what slurmd detects (`slurmd -C`, which may see less than
+  # /proc/meminfo inside a container); leave 2 GB to the system.
+  local meminfo_mb detected_mb
+  meminfo_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 ))
+  detected_mb=$(slurmd -C 2>/dev/null | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
+  mem_mb=$(( ${detected_mb:-$meminfo_mb} < meminfo_mb ? ${detected_mb:-$meminfo_mb} : meminfo_mb ))
+  mem_mb=$(( mem_mb - 2048 ))
   mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/munge
   chown slurm:slurm /var/spool/slurmctld /var/log/slurm
   chown munge:munge /run/munge
@@ -49,6 +54,9 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 MinJobAge=600
 ReturnToService=2
+# Trust this file over what slurmd detects: a container may report a CPU topology or memory
+# that differs from nproc/meminfo, which would otherwise leave the node INVALID or DRAINED.
+SlurmdParameters=config_overrides
 MpiDefault=none
 GresTypes=gpu
 NodeName=${host} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${mem_mb} Gres=gpu:1 State=UNKNOWN
@@ -63,7 +71,7 @@ CONF
   /usr/sbin/slurmctld
   /usr/sbin/slurmd
   local state=""
-  for _ in $(seq 1 60); do
+  for _ in $(seq 1 120); do
     state=$(sinfo -h -N -o '%T' 2>/dev/null || true)
     case "$state" in
       idle*) break ;;
@@ -71,8 +79,10 @@ CONF
     esac
     sleep 1
   done
-  if [ "$(sinfo -h -N -o '%T' 2>/dev/null)" != idle ]; then
-    tail -20 /var/log/slurm/slurm*.log >&2
+  if [[ "$state" != idle* ]]; then
+    echo "error: the node did not become idle (state: '${state}')" >&2
+    sinfo -N -o '%N %T %E' >&2 || true
+    tail -n 30 /var/log/slurm/slurmctld.log /var/log/slurm/slurmd.log >&2 || true
     stop
     exit 1
   fi

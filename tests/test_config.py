@@ -51,14 +51,14 @@ def test_defaults_are_filled(config):
         (lambda c: c.update(papers=["nora", "lora_two"]), ["papers.1", "lora_two", "allowed values"]),
         (lambda c: c["report"].update(figure_formats=["gif"]), ["report.figure_formats.0", "gif"]),
         (lambda c: c["nora"].update(plots={}), ["nora", "plots", "allowed keys"]),
-        (lambda c: c["lora_one"]["experiments"]["fig4"]["common"].update(methods=["lora_one", "lora_two"]),
-         ["lora_one.experiments.fig4.common.methods.1", "'lora_two' is not allowed", "lora_ga", "lora_sb"]),
+        (lambda c: c["lora_one"]["experiments"]["fig3"]["common"].update(g_forms=["gradient", "hessian"]),
+         ["lora_one.experiments.fig3.common.g_forms.1", "'hessian' is not allowed", "squared_targets"]),
         (lambda c: c["lora_one"]["experiments"]["fig2"]["common"].update(r=-8),
          ["lora_one.experiments.fig2.common.r", "-8 is less than the minimum of 1"]),
         (lambda c: c["lora_one"]["experiments"]["fig2"]["smoke"].update(lr=0),
          ["lora_one.experiments.fig2.smoke.lr", "less than or equal to the minimum of 0"]),
-        (lambda c: c["lora_one"]["experiments"]["kappa"]["common"].update(tol=-1e-6),
-         ["lora_one.experiments.kappa.common.tol"]),
+        (lambda c: c["lora_one"]["experiments"]["prec_gd"]["common"].update(tols=[-1e-6]),
+         ["lora_one.experiments.prec_gd.common.tols.0"]),
         (lambda c: c["lora_one"]["experiments"]["fig1c"]["common"].update(dataset="cifar10"),
          ["lora_one.experiments.fig1c.common.dataset", "mnist5k"]),
         (lambda c: c["lora_one"]["experiments"]["fig3"]["common"].update(seeds="three"),
@@ -106,8 +106,8 @@ def test_seeds_and_setting_names():
 
 
 def test_rank_above_the_dimension_in_config_is_an_error(config):
-    config["lora_one"]["experiments"]["kappa"]["common"].update(d=6, r=8)
-    with pytest.raises(ConfigError, match="lora_one.experiments.kappa: rank r=8 exceeds the matrix dimension 6"):
+    config["lora_one"]["experiments"]["prec_gd"]["common"].update(d=6, r=8)
+    with pytest.raises(ConfigError, match="lora_one.experiments.prec_gd: rank r=8 exceeds the matrix dimension 6"):
         validate_config(config)
 
 

@@ -1,17 +1,23 @@
-# LoRA-One's synthetic experiments: linear-task toys (Figures 2-4, Theorem C.21) and MNIST (Figure 1c).
-# Each experiment job batches its seeds and writes one run record per (setting, seed); the plot
-# jobs turn records into a figure and a summary table.
+# Rules of the lora_one paper: experiments -> run records -> tables and figures.
+# (Registered with `register` so claims, reports and the `lora_one` target pick them up.)
+#   fig2      GD from LoRA-init on linear task (3), one job per (d, seed), init scales batched
+#   fig3      the rank-one toy, LoRA-init vs Spectral-init, one job per form of g
+#   fig4      LoRA-One vs LoRA-GA vs LoRA-SB, one job per rank case, seeds batched
+#   prec_gd   GD vs Prec-GD over κ(Δ) (Theorem C.21), one job
+#   fig1c     MNIST: pretrain on odd digits, then Full FT / LoRA / LoRA-One on even digits, per seed
 
 
 rule lora_one_fig2:
     output:
-        lora_one_fig2_records(),
+        lora_one_fig2_outputs(),
     params:
         cfg=lora_one_fig2_params,
+    wildcard_constraints:
+        d=r"\d+",
     log:
-        "results/logs/lora_one/fig2_d{d}.log",
+        "results/logs/lora_one/fig2/d={d}_seed={seed}.log",
     benchmark:
-        "results/benchmarks/rules/lora_one/fig2_d{d}.tsv"
+        "results/benchmarks/rules/lora_one/fig2/d={d}_seed={seed}.tsv"
     threads: threads_for("lora_one", "fig2")
     resources:
         mem_mb=mem_mb_for("lora_one", "fig2"),
@@ -19,18 +25,20 @@ rule lora_one_fig2:
     conda:
         ENV_CPU
     shell:
-        "python -m lorarepro.experiments.lora_one.fig2 --params {params.cfg:q} > {log} 2>&1"
+        "python -m lorarepro.experiments.lora_one.fig2 --params {params.cfg:q} --root results > {log} 2>&1"
 
 
 rule lora_one_fig3:
     output:
-        lora_one_records("fig3"),
+        lora_one_fig3_records(),
     params:
-        cfg=lora_one_params("fig3"),
+        cfg=lora_one_fig3_params,
+    wildcard_constraints:
+        g_form="squared_targets|gradient",
     log:
-        "results/logs/lora_one/fig3.log",
+        "results/logs/lora_one/fig3/g_form={g_form}.log",
     benchmark:
-        "results/benchmarks/rules/lora_one/fig3.tsv"
+        "results/benchmarks/rules/lora_one/fig3/g_form={g_form}.tsv"
     threads: threads_for("lora_one", "fig3")
     resources:
         mem_mb=mem_mb_for("lora_one", "fig3"),
@@ -38,7 +46,7 @@ rule lora_one_fig3:
     conda:
         ENV_CPU
     shell:
-        "python -m lorarepro.experiments.lora_one.fig3 --params {params.cfg:q} > {log} 2>&1"
+        "python -m lorarepro.experiments.lora_one.fig3 --params {params.cfg:q} --root results > {log} 2>&1"
 
 
 rule lora_one_fig4:
@@ -46,10 +54,13 @@ rule lora_one_fig4:
         lora_one_fig4_records(),
     params:
         cfg=lora_one_fig4_params,
+    wildcard_constraints:
+        r=r"\d+",
+        r_star=r"\d+",
     log:
-        "results/logs/lora_one/fig4_{case}.log",
+        "results/logs/lora_one/fig4/r={r}_r_star={r_star}.log",
     benchmark:
-        "results/benchmarks/rules/lora_one/fig4_{case}.tsv"
+        "results/benchmarks/rules/lora_one/fig4/r={r}_r_star={r_star}.tsv"
     threads: threads_for("lora_one", "fig4")
     resources:
         mem_mb=mem_mb_for("lora_one", "fig4"),
@@ -57,81 +68,121 @@ rule lora_one_fig4:
     conda:
         ENV_CPU
     shell:
-        "python -m lorarepro.experiments.lora_one.fig4 --params {params.cfg:q} > {log} 2>&1"
+        "python -m lorarepro.experiments.lora_one.fig4 --params {params.cfg:q} --root results > {log} 2>&1"
 
 
-rule lora_one_kappa:
+rule lora_one_prec_gd:
     output:
-        lora_one_records("kappa"),
+        lora_one_prec_gd_records(),
     params:
-        cfg=lora_one_params("kappa"),
+        cfg=lora_one_params("prec_gd"),
     log:
-        "results/logs/lora_one/kappa.log",
+        "results/logs/lora_one/prec_gd.log",
     benchmark:
-        "results/benchmarks/rules/lora_one/kappa.tsv"
-    threads: threads_for("lora_one", "kappa")
+        "results/benchmarks/rules/lora_one/prec_gd.tsv"
+    threads: threads_for("lora_one", "prec_gd")
     resources:
-        mem_mb=mem_mb_for("lora_one", "kappa"),
-        runtime=runtime_for("lora_one", "kappa"),
+        mem_mb=mem_mb_for("lora_one", "prec_gd"),
+        runtime=runtime_for("lora_one", "prec_gd"),
     conda:
         ENV_CPU
     shell:
-        "python -m lorarepro.experiments.lora_one.kappa --params {params.cfg:q} > {log} 2>&1"
+        "python -m lorarepro.experiments.lora_one.prec_gd --params {params.cfg:q} --root results > {log} 2>&1"
 
 
-rule lora_one_fig1c:
+rule lora_one_fig1c_pretrain:
     input:
-        lora_one_fig1c_dataset,
+        lora_one_fig1c_dataset(),
     output:
-        lora_one_records("fig1c"),
-        lora_one_landscapes(),
+        checkpoint="results/lora_one/fig1c/pretrain/base/seed={seed}/checkpoint.pt",
+        record="results/lora_one/fig1c/pretrain/base/seed={seed}/metrics.json",
     params:
-        cfg=lora_one_params("fig1c"),
+        cfg=lora_one_seeded_params("fig1c"),
     log:
-        "results/logs/lora_one/fig1c.log",
+        "results/logs/lora_one/fig1c/pretrain_seed={seed}.log",
     benchmark:
-        "results/benchmarks/rules/lora_one/fig1c.tsv"
+        "results/benchmarks/rules/lora_one/fig1c/pretrain_seed={seed}.tsv"
     threads: threads_for("lora_one", "fig1c")
     resources:
         mem_mb=mem_mb_for("lora_one", "fig1c"),
         runtime=runtime_for("lora_one", "fig1c"),
-        gpu=gpu_for("lora_one", "fig1c"),
     conda:
         ENV_CPU
     shell:
-        "python -m lorarepro.experiments.lora_one.mnist --params {params.cfg:q} --inputs {input} > {log} 2>&1"
+        "python -m lorarepro.experiments.lora_one.fig1c_pretrain --params {params.cfg:q} --root results"
+        " --inputs {input} --outputs {output.checkpoint} > {log} 2>&1"
 
 
-rule lora_one_plot:
+rule lora_one_fig1c:
     input:
-        lora_one_figure_records,
+        rules.lora_one_fig1c_pretrain.output.checkpoint,
     output:
-        figures=figure_files("lora_one", "{figure}"),
-        table="results/lora_one/tables/{figure}.csv",
-        markdown="results/lora_one/tables/{figure}.md",
+        records=lora_one_fig1c_records(),
+        landscape=lora_one_fig1c_landscape(),
     params:
-        experiment=lora_one_experiment_of,
-        scale=SCALE,
-    wildcard_constraints:
-        figure="|".join(LORA_ONE_FIGURES.values()),
+        cfg=lora_one_seeded_params("fig1c"),
     log:
-        "results/logs/lora_one/plot_{figure}.log",
+        "results/logs/lora_one/fig1c/finetune_seed={seed}.log",
     benchmark:
-        "results/benchmarks/rules/lora_one/plot_{figure}.tsv"
-    threads: 1
+        "results/benchmarks/rules/lora_one/fig1c/finetune_seed={seed}.tsv"
+    threads: threads_for("lora_one", "fig1c")
     resources:
-        mem_mb=mem_mb_for(),
-        runtime=runtime_for(),
+        mem_mb=mem_mb_for("lora_one", "fig1c"),
+        runtime=runtime_for("lora_one", "fig1c"),
     conda:
-        ENV_REPORT
+        ENV_CPU
     shell:
-        "python -m lorarepro.experiments.lora_one.plots {params.experiment} --records {input}"
-        " --outputs {output.figures} --table {output.table} --scale {params.scale} > {log} 2>&1"
+        "python -m lorarepro.experiments.lora_one.fig1c --params {params.cfg:q} --root results"
+        " --inputs {input} --outputs {output.landscape} > {log} 2>&1"
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures and tables (from run records only)
+LORA_ONE_PLOTS = {
+    "fig2": (lora_one_fig2_records(), "figure_2", "table_fig2"),
+    "fig2_traces": (lora_one_fig2_records(), "figure_2_traces", None),
+    "fig3": ([p for g in settings("lora_one", "fig3")["g_forms"] for p in lora_one_fig3_records(g)], "figure_3", None),
+    "fig4": ([p for case in settings("lora_one", "fig4")["cases"] for p in lora_one_fig4_records(**case)],
+             "figure_4", "table_fig4"),
+    "prec_gd": (lora_one_prec_gd_records(), "figure_thm_c21", "table_thm_c21"),
+    "fig1c": ([p for s in seeds("lora_one", "fig1c")
+               for p in lora_one_fig1c_records(s) + [lora_one_fig1c_landscape(s)]]
+              + [f"results/lora_one/fig1c/pretrain/base/seed={s}/metrics.json" for s in seeds("lora_one", "fig1c")],
+              "figure_1c", "table_fig1c"),
+}
+
+for _name, (_inputs, _figure, _table) in LORA_ONE_PLOTS.items():
+
+    rule:
+        name:
+            f"lora_one_plot_{_name}"
+        input:
+            _inputs,
+        output:
+            figure_files("lora_one", _figure) + ([lora_one_table(_table)] if _table else []),
+        params:
+            figure=_name,
+            scale=SCALE,
+        log:
+            f"results/logs/lora_one/plot_{_name}.log",
+        benchmark:
+            f"results/benchmarks/rules/lora_one/plot_{_name}.tsv"
+        threads: 1
+        resources:
+            mem_mb=mem_mb_for(),
+            runtime=runtime_for(),
+        conda:
+            ENV_REPORT
+        shell:
+            "python -m lorarepro.experiments.lora_one.plots {params.figure} --scale {params.scale}"
+            " --inputs {input} --outputs {output} > {log} 2>&1"
+
+    register(
+        "lora_one", figures=figure_files("lora_one", _figure), tables=[lora_one_table(_table)] if _table else []
+    )
 
 
 register(
     "lora_one",
-    records=[r for e in LORA_ONE_FIGURES for r in lora_one_records(e)],
-    tables=[f"results/lora_one/tables/{f}.csv" for f in LORA_ONE_FIGURES.values()],
-    figures=[p for f in LORA_ONE_FIGURES.values() for p in figure_files("lora_one", f)],
+    records=sorted({p for _inputs, _, _ in LORA_ONE_PLOTS.values() for p in _inputs if p.endswith("metrics.json")}),
 )

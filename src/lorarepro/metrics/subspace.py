@@ -14,6 +14,21 @@ def orthonormal_basis(matrix: torch.Tensor, rank: int | None = None) -> torch.Te
     return u[..., :rank]
 
 
+def top_singular_subspace(matrix: torch.Tensor, k: int, side: str = "left") -> torch.Tensor:
+    """Orthonormal basis of the top-k left (n×k) or right (m×k) singular subspace of an n×m matrix with
+    one small side, from the eigendecomposition of its small Gram matrix: O(n·m·min(n, m)), no SVD of the
+    large side. Used per step on LoRA factors (out×r or r×in)."""
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', not {side!r}")
+    M = matrix if side == "left" else matrix.transpose(-2, -1)
+    if M.shape[-1] > M.shape[-2]:
+        raise ValueError(f"the {side} side must be the long one; got a {tuple(matrix.shape[-2:])} matrix")
+    evals, evecs = torch.linalg.eigh(M.transpose(-2, -1) @ M)
+    top = evecs[..., -k:].flip(-1)
+    scale = evals[..., -k:].flip(-1).clamp_min(torch.finfo(M.dtype).tiny).sqrt()
+    return (M @ top) / scale.unsqueeze(-2)
+
+
 def principal_angles(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Principal angles (radians, ascending) between the spans of orthonormal bases u (n×p) and v (n×q)."""
     s = torch.linalg.svdvals(u.transpose(-2, -1) @ v).clamp(-1.0, 1.0)
@@ -23,10 +38,10 @@ def principal_angles(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 def sin_theta(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """‖U_⊥ᵀ V‖_op for orthonormal u, v of equal width: the sine of the largest principal angle.
 
-    Computed as sqrt(1 − σ_min(UᵀV)²), so no complement basis is ever formed.
+    Computed as ‖V − U(UᵀV)‖_op, so no complement basis is ever formed and small angles keep full
+    precision (sqrt(1 − σ_min(UᵀV)²) cannot resolve angles below ~1e-8).
     """
-    s = torch.linalg.svdvals(u.transpose(-2, -1) @ v)
-    return torch.sqrt(torch.clamp(1.0 - s[..., -1] ** 2, min=0.0))
+    return torch.linalg.matrix_norm(v - u @ (u.transpose(-2, -1) @ v), ord=2)
 
 
 def projection_residual(u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -1,77 +1,74 @@
 # Helper functions of the lora_one rules (kept apart from rules, as the Snakemake linter asks).
+LORA_ONE = "lora_one"
+LORA_ONE_FIG3_METHODS = ["lora_init", "spectral_init"]
+LORA_ONE_FIG4_METHODS = ["lora_one", "lora_ga", "lora_sb"]
+LORA_ONE_PREC_METHODS = ["gd", "prec_gd"]
+LORA_ONE_FIG1C_METHODS = ["full_ft", "lora", "lora_one"]
 
 
-def lora_one_run(experiment, method, setting, seed):
-    return f"results/lora_one/{experiment}/{method}/{setting}/seed={seed}/metrics.json"
+def lora_one_params(experiment, **extra):
+    """run_params plus the job's thread count, which the scripts pin torch to."""
+    return run_params(LORA_ONE, experiment, threads=threads_for(LORA_ONE, experiment), **extra)
 
 
-def lora_one_fig2_records(d="{d}"):
-    """Every (α², seed) run at dimension d (a wildcard by default: one job per d)."""
-    s = settings("lora_one", "fig2")
-    return [
-        lora_one_run("fig2", "lora_init", format_setting({"alpha2": a, "d": d}), seed)
-        for a in s["alpha2"]
-        for seed in seeds_of(s)
-    ]
+def lora_one_seeded_params(experiment):
+    """Params of a job with a {seed} wildcard."""
 
+    def params(wildcards):
+        return lora_one_params(experiment, seed=int(wildcards.seed))
 
-def lora_one_fig4_records(case="{case}"):
-    s = settings("lora_one", "fig4")
-    return [
-        lora_one_run("fig4", m, format_setting({"case": case}), seed)
-        for m in s["methods"]
-        for seed in seeds_of(s)
-    ]
-
-
-def lora_one_records(experiment):
-    """All run records of one LoRA-One experiment at the active scale."""
-    s = settings("lora_one", experiment)
-    if experiment == "fig2":
-        return [r for d in s["dims"] for r in lora_one_fig2_records(d)]
-    if experiment == "fig4":
-        return [r for case in s["cases"] for r in lora_one_fig4_records(case)]
-    if experiment == "fig3":
-        pairs = [(m, "base") for m in ("spectral_init", "lora_init")]
-    elif experiment == "kappa":
-        pairs = [(m, format_setting({"kappa": k})) for m in ("gd", "prec_gd") for k in s["kappas"]]
-    elif experiment == "fig1c":
-        pairs = [(m, "base") for m in ("full_ft", "lora", "lora_one")]
-    return [lora_one_run(experiment, m, setting, seed) for m, setting in pairs for seed in seeds_of(s)]
-
-
-def lora_one_landscapes():
-    return [
-        f"results/lora_one/fig1c/full_ft/base/seed={seed}/landscape.parquet"
-        for seed in seeds("lora_one", "fig1c")
-    ]
-
-
-def lora_one_params(experiment):
-    """Settings JSON for a script, with the seed list resolved."""
-    return run_params("lora_one", experiment, seed_list=seeds("lora_one", experiment))
-
-
-def lora_one_experiment_of(wildcards):
-    """The experiment behind a figure file name (figure_2 -> fig2)."""
-    return {f: e for e, f in LORA_ONE_FIGURES.items()}[wildcards.figure]
-
-
-def lora_one_figure_records(wildcards):
-    return lora_one_records(lora_one_experiment_of(wildcards))
-
-
-LORA_ONE_FIGURES = {"fig2": "figure_2", "fig3": "figure_3", "fig4": "figure_4", "kappa": "figure_kappa",
-                    "fig1c": "figure_1c"}
+    return params
 
 
 def lora_one_fig2_params(wildcards):
-    return run_params("lora_one", "fig2", d=int(wildcards.d), seed_list=seeds("lora_one", "fig2"))
+    return lora_one_params("fig2", d=int(wildcards.d), seeds=[int(wildcards.seed)])
+
+
+def lora_one_fig2_outputs(d="{d}", seed="{seed}"):
+    """The records of one job: every α² at one d and seed."""
+    return [f"results/{LORA_ONE}/fig2/lora_init/{format_setting({'d': d, 'alpha2': a})}/seed={seed}/metrics.json"
+            for a in settings(LORA_ONE, "fig2")["alpha2"]]
+
+
+def lora_one_fig2_records():
+    return [path for d in settings(LORA_ONE, "fig2")["dims"] for seed in seeds(LORA_ONE, "fig2")
+            for path in lora_one_fig2_outputs(d, seed)]
+
+
+def lora_one_fig3_params(wildcards):
+    return lora_one_params("fig3", g_form=wildcards.g_form)
+
+
+def lora_one_fig3_records(g_form="{g_form}"):
+    return run_records(LORA_ONE, "fig3", [(m, f"g_form={g_form}") for m in LORA_ONE_FIG3_METHODS], seeds(LORA_ONE, "fig3"))
 
 
 def lora_one_fig4_params(wildcards):
-    return run_params("lora_one", "fig4", case=wildcards.case, seed_list=seeds("lora_one", "fig4"))
+    return lora_one_params("fig4", r=int(wildcards.r), r_star=int(wildcards.r_star))
 
 
-def lora_one_fig1c_dataset(wildcards):
-    return dataset_dir(settings("lora_one", "fig1c")["dataset"])
+def lora_one_fig4_records(r="{r}", r_star="{r_star}"):
+    return run_records(LORA_ONE, "fig4", [(m, format_setting({"r": r, "r_star": r_star})) for m in LORA_ONE_FIG4_METHODS],
+                       seeds(LORA_ONE, "fig4"))
+
+
+def lora_one_prec_gd_records():
+    kappas = settings(LORA_ONE, "prec_gd")["kappas"]
+    return run_records(LORA_ONE, "prec_gd", [(m, format_setting({"kappa": k})) for m in LORA_ONE_PREC_METHODS for k in kappas],
+                       seeds(LORA_ONE, "prec_gd"))
+
+
+def lora_one_fig1c_dataset():
+    return dataset_dir(settings(LORA_ONE, "fig1c")["dataset"])
+
+
+def lora_one_fig1c_records(seed="{seed}"):
+    return run_records(LORA_ONE, "fig1c", [(m, "base") for m in LORA_ONE_FIG1C_METHODS], [seed])
+
+
+def lora_one_fig1c_landscape(seed="{seed}"):
+    return f"results/{LORA_ONE}/fig1c/landscape/seed={seed}.parquet"
+
+
+def lora_one_table(name):
+    return f"results/{LORA_ONE}/tables/{name}.csv"

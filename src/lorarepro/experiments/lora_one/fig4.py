@@ -1,71 +1,86 @@
-"""Figure 4: LoRA-One vs LoRA-GA vs LoRA-SB on the linear task, under- and over-ranked, plain GD.
+"""Figure 4: LoRA-One vs LoRA-GA vs LoRA-SB under GD on the linear task, for one rank case (r, r*).
 
-Δ = U diag(s) Vᵀ with the paper's spectrum, divided by σ₁ when `normalize_delta` (the spec's
-recommendation: with the raw spectrum up to 40, GD at η = 0.5 diverges for all but LoRA-SB).
-LoRA-GA subtracts its initial product from the base weight, so it trains towards Δ + B₀A₀.
+Δ = U diag(s) Vᵀ with s the first r* of the paper's spectrum, divided by s₁ when `normalize_delta`
+(the spec's recommendation: with the raw spectrum GD at η = 0.5 diverges for LoRA-One and LoRA-GA).
+  LoRA-One   Algorithm 1 on G♮ (top-r SVD, S/S₀, scale s), then GD on (A, B);
+  LoRA-GA    eq. (91) from +∇W with stable γ; the base weight absorbs −B₀A₀, so GD fits Δ + B₀A₀;
+  LoRA-SB    U_r, V_r of G♮ frozen, the r×r core R = diag(S_r)/scale trained by GD.
+Seeds run as one batch; each (method, seed) gets a run record with its risk trace, the optimum
+½Σ_{i>r}σᵢ² of a rank-r fit, and the final risk relative to it.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
 import torch
 
 from lorarepro.adapters.matrix_inits import lora_ga_init, lora_one_init, lora_sb_init
-from lorarepro.config import format_setting
+from lorarepro.config import format_setting, seeds_of
 from lorarepro.experiments.cli import parse_args
+from lorarepro.experiments.lora_one.common import first_true, write_records
 from lorarepro.optim.preconditioned import factor_step
-from lorarepro.problems.finetune_tasks import LinearTask, core_grad, make_linear_task
-from lorarepro.records import Stopwatch, first_nonfinite, run_dir, write_run
+from lorarepro.problems.finetune_tasks import FrozenSubspaceTask, LinearTask, make_linear_task
+from lorarepro.records import Stopwatch
+
+METHODS = ("lora_one", "lora_ga", "lora_sb")
 
 
-def train(task: LinearTask, method: str, p: dict, r: int) -> np.ndarray:
-    """Risk ½‖ΔW_t − Δ‖²_F of one method over p['steps'] GD steps."""
-    risks = []
+def delta_spectrum(p: dict) -> torch.Tensor:
+    s = torch.tensor(p["spectrum"][:p["r_star"]], dtype=torch.float64)
+    return s / s[0] if p["normalize_delta"] else s
+
+
+def train(method: str, task: LinearTask, p: dict) -> torch.Tensor:
+    """The risk after every GD step (steps + 1 values per seed)."""
+    r, lr = p["r"], p["lr"]
     if method == "lora_sb":
-        U, R, Vh = lora_sb_init(task.g_nat, r, scale=p["sb_scale"])
+        U, R, Vh = lora_sb_init(task.g_nat, r, scale=p["lora_sb_scale"])
+        core = FrozenSubspaceTask(task, U, Vh)
+        risks = []
         for _ in range(p["steps"] + 1):
-            risks.append(0.5 * torch.linalg.matrix_norm(U @ R @ Vh - task.delta) ** 2)
-            R = R - p["lr"] * core_grad(task, U, R, Vh)
-        return torch.stack(risks).numpy()
+            risks.append(core.risk(R))
+            R = R - lr * core.grad(R)
+        return torch.stack(risks, -1)
     if method == "lora_one":
-        A, B = lora_one_init(task.g_nat, r, scale=p["one_scale"], svd_method="full")
-        offset = torch.zeros_like(task.delta)
-    elif method == "lora_ga":
-        A, B = lora_ga_init(-task.g_nat, r, gamma=p["ga_gamma"])
-        offset = B @ A  # W♮ ← W♮ − B₀A₀: the product must now reach Δ + B₀A₀
+        A, B = lora_one_init(task.g_nat, r, scale=p["lora_one_scale"], svd_method="full")
     else:
-        raise ValueError(f"unknown method {method!r}")
-    shifted = LinearTask(task.sigma_hat, task.delta + offset)
+        A, B = lora_ga_init(-task.g_nat, r, gamma=p["lora_ga_gamma"])
+        task = task.with_base_offset(B, A)
+    risks = []
     for _ in range(p["steps"] + 1):
-        risks.append(shifted.risk(A, B))
-        A, B = factor_step(A, B, *shifted.grads(A, B), p["lr"])
-    return torch.stack(risks).numpy()
+        risks.append(task.risk(A, B))
+        A, B = factor_step(A, B, *task.grads(A, B), lr)
+    return torch.stack(risks, -1)
 
 
 def main() -> None:
     args = parse_args(__doc__)
     p = args.params
-    case = p["cases"][p["case"]]
-    spectrum = torch.tensor(p["spectrum"][: case["r_star"]], dtype=torch.float64)
-    if p["normalize_delta"]:
-        spectrum = spectrum / spectrum[0]
-    floor = 0.5 * float((spectrum[case["r"]:] ** 2).sum())
-    for seed in p["seed_list"]:
-        task = make_linear_task(p["d"], p["d"], spectrum, p["samples"], generator=torch.Generator().manual_seed(seed))
-        for method in p["methods"]:
-            with Stopwatch() as sw:
-                risk = train(task, method, p, case["r"])
-            diverged = first_nonfinite(risk)
-            final = float(risk[-1]) if diverged is None else None
-            metrics = {"final_risk": final, "floor": floor,
-                       "final_over_floor": final / floor if final is not None and floor > 0 else None}
-            setting = format_setting({"case": p["case"]})
-            write_run(run_dir(args.root, "lora_one", "fig4", method, setting, seed), paper="lora_one",
-                      experiment="fig4", method=method, seed=seed, scale=p["scale"],
-                      params={"case": p["case"], **case, **{k: p[k] for k in ("d", "samples", "lr", "steps",
-                              "normalize_delta", "ga_gamma", "sb_scale", "one_scale")}},
-                      metrics=metrics, runtime=sw.runtime(), trace={"step": np.arange(len(risk)), "risk": risk},
-                      diverged_at=diverged)
+    torch.set_num_threads(p["threads"])
+    seeds, d = seeds_of(p), p["d"]
+    spectrum = delta_spectrum(p)
+    floor = 0.5 * float((spectrum[p["r"]:] ** 2).sum())   # Eckart–Young: the best rank-r risk
+    with torch.no_grad(), Stopwatch() as sw:
+        tasks = [make_linear_task(d, d, spectrum, p["n_samples"], generator=torch.Generator().manual_seed(seed))
+                 for seed in seeds]
+        task = LinearTask(*(torch.stack([getattr(t, k) for t in tasks])
+                            for k in ("sigma_hat", "delta_left", "delta_right")))
+        risks = {method: train(method, task, p) for method in METHODS}
+    setting = format_setting({"r": p["r"], "r_star": p["r_star"]})
+    for method, risk in risks.items():
+        for i, seed in enumerate(seeds):
+            trace = {"step": list(range(p["steps"] + 1)), "risk": risk[i].numpy()}
+            final = float(risk[i, -1])
+            ok = math.isfinite(final)
+            metrics = {"final_risk": final if ok else None, "min_risk": float(risk[i].nan_to_num(math.inf).min()),
+                       "risk_floor": floor, "final_risk_over_floor": final / floor if ok and floor > 0 else None}
+            write_records(args.root, "fig4", method, setting, seed, p,
+                          params={k: p[k] for k in ("d", "r", "r_star", "n_samples", "lr", "steps", "normalize_delta",
+                                                    "lora_one_scale", "lora_ga_gamma", "lora_sb_scale")}
+                          | {"spectrum": spectrum.tolist()},
+                          metrics=metrics, trace=trace, runtime=sw.runtime(seeds_in_job=len(seeds) * len(METHODS)),
+                          diverged_at=first_true(~torch.isfinite(risk[i])))
 
 
 if __name__ == "__main__":
