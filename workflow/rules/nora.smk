@@ -3,7 +3,7 @@
 #
 # One job per experiment: its runs (method x setting) take about a second each, seeds batched as a
 # leading tensor dimension, so a process per run would mostly be spent starting Python and torch.
-for _exp in NORA_EXPERIMENTS:
+for _exp in NORA_MF_EXPERIMENTS:
 
     rule:
         name:
@@ -27,6 +27,41 @@ for _exp in NORA_EXPERIMENTS:
         shell:
             "python -m lorarepro.experiments.nora.run --params {params.cfg:q} --experiment {params.experiment}"
             " --threads {threads} --records {output.records} > {log} 2>&1"
+
+
+# Language-model runs (Tables 2 and 4, Figure 2) through the fine-tuning engine: one job per task, its
+# methods and seeds one after another in the process (a run takes a minute on a CPU; the imports
+# alone take a quarter of that).
+for _exp in NORA_LM_EXPERIMENTS:
+    for _task, _runs in nora_lm_jobs(_exp):
+
+        rule:
+            name:
+                f"nora_{_exp}_{_task}"
+            input:
+                **nora_lm_assets(_exp, _task),
+            output:
+                records=nora_job_records(_exp, _runs),
+                traces=nora_job_records(_exp, _runs, name="trace.parquet"),
+            params:
+                cfg=nora_lm_params(_exp),
+                experiment=_exp,
+                task=_task,
+            log:
+                f"results/logs/nora/{_exp}/{_task}.log",
+            benchmark:
+                f"results/benchmarks/rules/nora/{_exp}/{_task}.tsv"
+            threads: threads_for("nora", _exp)
+            resources:
+                mem_mb=mem_mb_for("nora", _exp),
+                runtime=runtime_for("nora", _exp),
+                gpu=gpu_for("nora", _exp),
+            conda:
+                ENV_GPU if gpu_for("nora", _exp) else ENV_CPU
+            shell:
+                "python -m lorarepro.experiments.nora.finetune --params {params.cfg:q} --experiment {params.experiment}"
+                " --task {params.task} --threads {threads} --records {output.records}"
+                " --data-root $(dirname {input.data}) --models-root $(dirname {input.model}) > {log} 2>&1"
 
 
 for _figure, _experiments in NORA_FIGURES.items():
@@ -55,24 +90,28 @@ for _figure, _experiments in NORA_FIGURES.items():
             " --out {output} > {log} 2>&1"
 
 
-rule nora_tables:
-    input:
-        nora_records(*NORA_EXPERIMENTS),
-    output:
-        csv=[f"results/nora/tables/{table}.csv" for table in NORA_TABLES],
-        md=[f"results/nora/tables/{table}.md" for table in NORA_TABLES],
-    log:
-        "results/logs/nora/tables.log",
-    benchmark:
-        "results/benchmarks/rules/nora/tables.tsv"
-    threads: 1
-    resources:
-        mem_mb=mem_mb_for(),
-        runtime=runtime_for(),
-    conda:
-        ENV_REPORT
-    shell:
-        "python -m lorarepro.experiments.nora.tables --records {input} --out {output.csv} > {log} 2>&1"
+for _table, _experiments in NORA_TABLES.items():
+
+    rule:
+        name:
+            f"nora_{_table}"
+        input:
+            nora_records(*_experiments),
+        output:
+            csv=f"results/nora/tables/{_table}.csv",
+            md=f"results/nora/tables/{_table}.md",
+        log:
+            f"results/logs/nora/{_table}.log",
+        benchmark:
+            f"results/benchmarks/rules/nora/{_table}.tsv"
+        threads: 1
+        resources:
+            mem_mb=mem_mb_for(),
+            runtime=runtime_for(),
+        conda:
+            ENV_REPORT
+        shell:
+            "python -m lorarepro.experiments.nora.tables --records {input} --out {output.csv} > {log} 2>&1"
 
 
 register(

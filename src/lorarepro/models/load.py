@@ -92,7 +92,8 @@ def load_model(spec: Mapping[str, Any], *, num_labels: int | None = None, pad_to
     """The pretrained model of a model block of the run parameters:
 
     `{name, kind: encoder|causal_lm|seq2seq_lm|masked_lm, head: mean_pool|native, dtype, head_dropout,
-    attn_implementation}`; encoders get a head with `num_labels` outputs (1 = regression).
+    attn_implementation, num_layers}`; encoders get a head with `num_labels` outputs (1 = regression).
+    `num_layers` keeps only the first blocks of the pretrained model (smoke tests of the plumbing).
     """
     from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM,
                               AutoModelForSequenceClassification)
@@ -105,6 +106,8 @@ def load_model(spec: Mapping[str, Any], *, num_labels: int | None = None, pad_to
     common: dict[str, Any] = {"dtype": dtype, "use_safetensors": True}
     if spec.get("attn_implementation"):
         common["attn_implementation"] = spec["attn_implementation"]
+    if spec.get("num_layers"):
+        common["num_hidden_layers"] = int(spec["num_layers"])
     if kind == "encoder" and spec.get("head", "mean_pool") == "mean_pool":
         encoder = AutoModel.from_pretrained(location, add_pooling_layer=False, **common)
         return MeanPooledHead(encoder, num_labels, spec.get("head_dropout", 0.0)).to(dtype)

@@ -1,18 +1,20 @@
-"""NoRA's language-model runs (Tables 2 and 4, Figure 2): one task × method, every seed, in one process.
+"""NoRA's language-model runs (Tables 2 and 4, Figure 2): one task, every method and seed, in one
+process (Python, torch and transformers load once; each run reloads the pretrained model).
 
-    python -m lorarepro.experiments.nora.finetune --params '<json>' --task sst2 --method nora \
-        --records results/nora/table4/nora/task=sst2/seed=<s>/metrics.json … \
+    python -m lorarepro.experiments.nora.finetune --params '<json>' --experiment table4 --task sst2 \
+        --records results/nora/table4/<method>/task=sst2/seed=<s>/metrics.json … \
         --data-root resources/data --models-root resources/models
 
 Each seed is one run of the fine-tuning engine (`train.run.finetune`) with the task block
-`tasks[<task>]` and the method's init and optimizer:
+`tasks[<task>]` (sized by `task_sizes`, see grid.lm_tasks) and the method's init and optimizer:
 
     lora       PEFT's Kaiming-uniform lora_A, lora_B = 0, AdamW
     lora_p     the same init, NoRA's Frobenius-normalised preconditioner before AdamW (LoRA-P)
     pissa      PEFT's PiSSA;  olora: PEFT's OLoRA
     nora       lora_A = ΩᵀW₀/scaling (Ω ~ N(0, ξ²)), lora_B = 0, AdamW
     nora_plus  NoRA's init and the preconditioner (NoRA+)
-    nora_released  the authors' released code: the sketch never reaches lora_A (plain LoRA)
+    `released_code: true` on a NoRA method: the authors' released code, whose sketch never reaches
+    lora_A (so it trains as LoRA / LoRA-P)
 
 Beside the task metrics, each record holds what the paper's Figure 2 and claim 9 look at: for every
 adapted matrix, which singular values of the merged weight moved most during training (the counts of
@@ -31,6 +33,7 @@ import torch
 
 from lorarepro.adapters.peft_adapters import lora_layers
 from lorarepro.config import seeds_of
+from lorarepro.experiments.nora.grid import lm_tasks
 from lorarepro.metrics.spectral import most_changed_singular_values
 from lorarepro.metrics.subspace import row_space_residual
 from lorarepro.train.run import finetune
@@ -51,7 +54,7 @@ def run_params(settings: Mapping[str, Any], task: str, method: str, seed: int) -
         "scale": settings["scale"], "device": settings["device"], "threads": settings.get("threads"),
         "task_name": task,
         "model": dict(settings["model"]),
-        "task": dict(settings["tasks"][task]),
+        "task": lm_tasks(settings)[task],
         "adapter": {**settings["adapter"], "init": spec["init"], "init_options": init_options},
         "optimizer": optimizer,
         "train": {**settings["train"], "progress": False},
@@ -69,39 +72,58 @@ def merged_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def weight_probe(r: int, bins: int, relative: bool):
-    """The engine probe of these runs: the init's checks before training, Figure 2's counts after."""
+def init_checks(model: torch.nn.Module, merged: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Claim 9 on the adapted model before training (max over the adapted matrices): the adapter's share
+    ‖ΔW₀‖_F / ‖W‖_F of the merged weight W (0 when lora_B = 0, as for LoRA and NoRA; PiSSA and OLoRA
+    move the top of W into the factors), and the share of lora_A outside the row space of W (0 for
+    NoRA's sketch and PiSSA's right singular vectors, most of a random A)."""
+    layers = lora_layers(model)
+    delta = {n: sum(layer.get_delta_weight(a) for a in layer.lora_A).double().cpu() for n, layer in layers.items()}
+    return {
+        "init_delta_rel": max(float(torch.linalg.matrix_norm(delta[n]) / torch.linalg.matrix_norm(w))
+                              for n, w in merged.items()),
+        "init_rowspace_residual": max(float(row_space_residual(w, layers[n].lora_A[a].weight.detach().double().cpu()))
+                                      for n, w in merged.items() for a in layers[n].lora_A),
+    }
+
+
+def sv_change_metrics(reference: Mapping[str, torch.Tensor], trained: Mapping[str, torch.Tensor], r: int,
+                      bins: int, relative: bool) -> dict[str, Any]:
+    """Figure 2: over every adapted matrix, how often each singular-value index is among the r that
+    moved most (`sv_change_counts`, the last bin pooling indices ≥ bins), the share of those inside the
+    top r, and how much likelier an index inside the top r is to be picked than one outside."""
+    counts = np.zeros(bins + 1, dtype=np.int64)
+    inside = outside_slots = 0
+    for name, w in trained.items():
+        idx = most_changed_singular_values(reference[name], w, r, relative=relative).numpy()
+        np.add.at(counts, np.minimum(idx, bins), 1)
+        inside += int((idx < r).sum())
+        outside_slots += min(w.shape) - r
+    total = len(trained) * r
+    share = inside / total
+    per_outside = (total - inside) / outside_slots
+    return {"sv_change_counts": counts.tolist(), "sv_top_r_share": share, "sv_outside_top_r_share": 1.0 - share,
+            "sv_top_r_enrichment": share / per_outside if per_outside > 0 else None}
+
+
+def weight_probe(settings: Mapping[str, Any]):
+    """The engine probe of these runs: the init checks (`probe.init_checks`) before training, Figure 2's
+    singular-value changes (`probe.sv_change`, if set) after it."""
+    probe = settings.get("probe") or {}
+    sv = probe.get("sv_change")
 
     @torch.no_grad()
     def before(model: torch.nn.Module):
         reference = merged_weights(model)
-        layers = lora_layers(model)
-        init_metrics = {
-            # ΔW₀ relative to W₀ (0 for B = 0; round-off for the inits that move W₀ into the factors)
-            "init_delta_rel": max(float(torch.linalg.matrix_norm(w - layers[n].get_base_layer().weight.double().cpu())
-                                        / torch.linalg.matrix_norm(w)) for n, w in reference.items()),
-            # the largest share of a lora_A outside the row space of its W₀ (0 for NoRA's sketch)
-            "init_rowspace_residual": max(float(row_space_residual(
-                w, layers[n].lora_A[a].weight.detach().double().cpu())) for n, w in reference.items()
-                for a in layers[n].lora_A),
-        }
+        checks = init_checks(model, reference) if probe.get("init_checks", True) else {}
 
         @torch.no_grad()
         def after(trained: torch.nn.Module) -> dict[str, Any]:
-            counts = np.zeros(bins + 1, dtype=np.int64)  # the last bin: indices ≥ bins
-            inside = outside_slots = 0
-            for name, w in merged_weights(trained).items():
-                idx = most_changed_singular_values(reference[name], w, r, relative=relative).numpy()
-                np.add.at(counts, np.minimum(idx, bins), 1)
-                inside += int((idx < r).sum())
-                outside_slots += min(w.shape) - r
-            total = len(reference) * r
-            share = inside / total
-            # how often an index inside the top r is among the most changed, over how often one outside is
-            per_outside = (total - inside) / outside_slots
-            enrichment = share / per_outside if per_outside > 0 else None
-            return {**init_metrics, "sv_change_counts": counts.tolist(), "sv_top_r_share": share,
-                    "sv_outside_top_r_share": 1.0 - share, "sv_top_r_enrichment": enrichment}
+            if not sv:
+                return checks
+            changes = sv_change_metrics(reference, merged_weights(trained), settings["adapter"]["r"],
+                                        sv["bins"], sv["relative"])
+            return {**checks, **changes}
 
         return after
 
@@ -111,25 +133,24 @@ def weight_probe(r: int, bins: int, relative: bool):
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=json.loads, required=True, help="the experiment's settings (JSON)")
+    parser.add_argument("--experiment", required=True, help="table4 or table2: the records' experiment")
     parser.add_argument("--task", required=True)
-    parser.add_argument("--method", required=True)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--records", nargs="+", required=True, help="metrics.json of each seed, in seed order")
+    parser.add_argument("--records", nargs="+", required=True,
+                        help="metrics.json of each run, methods in config order, seeds in order within a method")
     parser.add_argument("--data-root", default="resources/data")
     parser.add_argument("--models-root", default="resources/models")
     args = parser.parse_args(argv)
-    settings = {**args.params, "threads": args.threads}
-    seeds = seeds_of(settings)
-    if len(seeds) != len(args.records):
-        raise SystemExit(f"{len(seeds)} seeds but {len(args.records)} record paths")
-    sv = settings["sv_change"]
-    for seed, record in zip(seeds, args.records):
-        params = run_params(settings, args.task, args.method, seed)
-        probe = weight_probe(settings["adapter"]["r"], sv["bins"], sv["relative"])
+    settings = {**args.params, "experiment": args.experiment, "threads": args.threads}
+    runs = [(method, seed) for method in settings["methods"] for seed in seeds_of(settings)]
+    if len(runs) != len(args.records):
+        raise SystemExit(f"{len(runs)} runs (methods x seeds) but {len(args.records)} record paths")
+    for (method, seed), record in zip(runs, args.records):
+        params = run_params(settings, args.task, method, seed)
         rec = finetune(params, record.removesuffix("/metrics.json"), data_root=args.data_root,
-                       models_root=args.models_root, probe=probe)
+                       models_root=args.models_root, probe=weight_probe(settings))
         shown = {k: v for k, v in rec["metrics"].items() if not isinstance(v, list)}
-        print(json.dumps({"seed": seed, "status": rec["status"], **shown}), flush=True)
+        print(json.dumps({"method": method, "seed": seed, "status": rec["status"], **shown}), flush=True)
 
 
 if __name__ == "__main__":
