@@ -72,6 +72,7 @@ def merged_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+@torch.no_grad()
 def init_checks(model: torch.nn.Module, merged: Mapping[str, torch.Tensor]) -> dict[str, float]:
     """Claim 9 on the adapted model before training (max over the adapted matrices): the adapter's share
     ‖ΔW₀‖_F / ‖W‖_F of the merged weight W (0 when lora_B = 0, as for LoRA and NoRA; PiSSA and OLoRA
