@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -95,3 +99,34 @@ def test_smollm2_lora_beats_its_zero_shot_accuracy(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     record = finetune(_recipe("smollm2_rotten_tomatoes.json"), tmp_path / "run")
     assert record["metrics"]["accuracy"] > record["metrics"]["init_accuracy"]
+
+
+def test_a_killed_job_resumes_from_its_checkpoint_to_the_same_record(assets, tmp_path):
+    """SIGKILL the job once it has checkpointed; the rerun continues from there and ends with the
+    metrics and trace of an uninterrupted run (timings aside)."""
+    run = params(assets, train={"steps": 60, "batch_size": 8, "eval_every": 20, "progress": False,
+                                "checkpoint_every": 5})
+    cmd = [sys.executable, "-m", "lorarepro.experiments.engine.finetune", "--params", json.dumps(run)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    subprocess.run([*cmd, "--out", str(tmp_path / "whole")], env=env, check=True, capture_output=True)
+
+    killed = tmp_path / "killed"
+    job = subprocess.Popen([*cmd, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (killed / "checkpoint.pt").exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    assert job.returncode == -signal.SIGKILL, "the job ended before it could be killed"
+    assert not (killed / "metrics.json").exists()
+
+    rerun = subprocess.run([*cmd, "--out", str(killed)], env=env, check=True, capture_output=True, text=True)
+    assert "resuming from the checkpoint at step" in rerun.stderr
+    timings = {"init_s", "init_share", "step_s_median", "step_s_mean", "train_s", "peak_memory_mb"}
+    whole, resumed = (read_record(tmp_path / name / "metrics.json")["metrics"] for name in ("whole", "killed"))
+    assert {k: v for k, v in resumed.items() if k not in timings} == {k: v for k, v in whole.items() if k not in timings}
+    columns = [c for c in pd.read_parquet(tmp_path / "whole" / "trace.parquet").columns
+               if not c.endswith(("_s", "_mb"))]  # timings and memory
+    pd.testing.assert_frame_equal(pd.read_parquet(killed / "trace.parquet")[columns],
+                                  pd.read_parquet(tmp_path / "whole" / "trace.parquet")[columns])
+    assert not (killed / "checkpoint.pt").exists()

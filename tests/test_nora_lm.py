@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,9 @@ from lorarepro.metrics.spectral import most_changed_singular_values
 from lorarepro.metrics.subspace import row_space_residual
 from lorarepro.models.load import load_model
 from lorarepro.records import load_records
+from lorarepro.report.claims import load_claims
 
+ROOT = Path(__file__).resolve().parents[1]
 TASK = {"kind": "prompted", "template": "{text} . sentiment :", "label_words": [" negative", " positive"]}
 
 
@@ -144,6 +147,10 @@ def test_job_writes_one_record_per_method_and_seed(assets, tmp_path, capsys):
         assert len(counts) == 9 and sum(counts) == 2 * 2 * 2   # r picks × 2 matrices × 2 blocks
     assert frame["metrics.sv_top_r_share"].between(0, 1).all()
     assert len(capsys.readouterr().out.strip().splitlines()) == 4
+    claims = load_claims(ROOT / "workflow" / "claims" / "nora.yaml")
+    lm_metrics = {query["metric"] for claim in claims for query in (claim["quantity"], claim.get("versus"))
+                  if query and query["runs"]["experiment"] in ("table2", "table4")}
+    assert lm_metrics and {f"metrics.{m}" for m in lm_metrics} <= set(frame.columns)
     with pytest.raises(SystemExit):
         job.main(["--params", json.dumps(params), "--experiment", "table4", "--task", "sst2", "--records", records[0]])
 

@@ -3,7 +3,10 @@ sbatch and squeue, a failed job is retried, an unsatisfiable request is an error
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -11,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, SNAKEMAKE, job_env
+from conftest import ROOT, SNAKEMAKE, copy_workflow, job_env
 
 pytestmark = pytest.mark.slurm
 
@@ -44,9 +47,9 @@ class SqueueWatcher(threading.Thread):
             time.sleep(1)
 
 
-def run_on_slurm(workdir, *args, timeout=420):
+def run_on_slurm(workdir, *args, timeout=420, src=ROOT / "src"):
     """snakemake with the local-SLURM profile; SIGINT at the timeout (Snakemake ignores SIGTERM there)."""
-    env = job_env(ROOT / "src")
+    env = job_env(src)
     cmd = ["timeout", "-s", "INT", "-k", "30", str(timeout), *SNAKEMAKE,
            "--workflow-profile", str(ROOT / "profiles" / "slurm-local"), *args]
     watcher = SqueueWatcher()
@@ -80,3 +83,66 @@ def test_unsatisfiable_request_is_an_error_not_a_hang(local_slurm, tmp_path):
     assert time.monotonic() - started < 200
     assert "Requested node configuration is not available" in proc.stdout + proc.stderr
     assert not (tmp_path / "flaky.txt").exists()
+
+
+# One synthetic experiment of the nora smoke DAG asks for a GPU, so it is submitted alone with
+# --gpus=1; the other experiments and the figures go as group jobs (profiles' group-components).
+# The synthetic part of the paper only (its own target): the fine-tuning jobs would make this test
+# about language-model start-up times.
+NORA_SYNTHETIC = ["fig1a", "fig1b", "fig1c", "asymmetric"]
+NORA_CLUSTER_RULES = [
+    "nora_fig1a", "nora_fig1b", "nora_fig1c", "nora_asymmetric",
+    "nora_figure_1a", "nora_figure_1b", "nora_figure_1c", "nora_tables",
+]
+GPU_FOR_FIG1A = "nora:\n  experiments:\n    fig1a:\n      smoke:\n        resources: {gpu: 1}\n"
+
+
+def _metrics(root):
+    """Every synthetic nora run record's metrics, keyed by its folder under results/."""
+    return {
+        str(p.relative_to(root)): json.loads(p.read_text())["metrics"]
+        for experiment in NORA_SYNTHETIC
+        for p in sorted((root / "results" / "nora" / experiment).rglob("metrics.json"))
+    }
+
+
+def _same_number(a, b):
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-300) or (math.isnan(a) and math.isnan(b))
+    return a == b
+
+
+def test_paper_smoke_dag_on_slurm_matches_the_local_run(local_slurm, smoke_run, tmp_path):
+    workdir = copy_workflow(tmp_path / "workflow")
+    (tmp_path / "gpu.yaml").write_text(GPU_FOR_FIG1A)
+    proc, seen = run_on_slurm(
+        workdir, "--config", "scale=smoke", "--configfile", str(tmp_path / "gpu.yaml"), "--", "nora_synthetic",
+        timeout=900, src=workdir / "src",
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+
+    submitted = dict(re.findall(r"Job (\S+) has been submitted with SLURM jobid (\d+)", log))
+    finished = re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", log)
+    assert set(submitted.values()) & seen, "no submitted job was ever seen in squeue"
+    # Four experiments and four figure/table jobs went through SLURM in fewer submissions.
+    cluster_jobs = sorted(r for r in finished if r.startswith("nora_"))
+    assert cluster_jobs == sorted(NORA_CLUSTER_RULES) and len(submitted) < len(cluster_jobs), (submitted, finished)
+
+    # The experiment that asked for a GPU was submitted alone and SLURM allocated it one.
+    fig1a_job = re.search(r"rule nora_fig1a:\n(?:[ \t]+\w+:.*\n)*?[ \t]+jobid: (\d+)", log).group(1)
+    tres = subprocess.run(["scontrol", "show", "job", submitted[fig1a_job]], capture_output=True, text=True).stdout
+    assert re.search(r"gres[/:]gpu[=:]1\b", tres), tres
+    assert f"rule_nora_fig1a/{submitted[fig1a_job]}.log" in log
+
+    # Same numbers as the local run of the same DAG.
+    local, cluster = _metrics(smoke_run), _metrics(workdir)
+    assert local and local.keys() == cluster.keys()
+    for run, metrics in local.items():
+        assert metrics.keys() == cluster[run].keys(), run
+        for key, value in metrics.items():
+            assert _same_number(value, cluster[run][key]), (run, key, value, cluster[run][key])
+    tables = sorted((workdir / "results" / "nora" / "tables").glob("*.csv"))
+    assert [table.name for table in tables] == ["table_1.csv", "table_asym_one_step.csv"]
+    for table in tables:
+        assert table.read_text() == (smoke_run / "results" / "nora" / "tables" / table.name).read_text(), table.name

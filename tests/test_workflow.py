@@ -4,12 +4,14 @@ real smoke-scale DAG from bundled assets to the HTML reports."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
 from bs4 import BeautifulSoup
 
 from conftest import copy_workflow, snakemake
+from lorarepro.report import cluster_plan
 
 pytestmark = pytest.mark.workflow
 PAPERS = ["meta_lora", "ntk_lora", "lora_one", "nora", "deep_lora"]
@@ -35,6 +37,29 @@ def test_lint_is_clean(scratch):
     proc = snakemake(scratch, "--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations" in proc.stdout + proc.stderr
+
+
+# Rules that run in the driver process (claims, reports, targets) or download once.
+UNGROUPED = {"all", "check_claims", "scorecard", "paper_report", "index_report", "materialize_dataset", "materialize_model", *PAPERS}
+
+
+def test_cluster_profile_packs_small_jobs_and_submits_gpu_jobs_alone(scratch, repo_root):
+    proc = snakemake(scratch, "-n", "--workflow-profile", "profiles/slurm", "--config", "scale=paper")
+    out = proc.stdout + proc.stderr
+    groups = re.findall(r"Group job (\w+)", out)
+    grouped_jobs = re.findall(r"^ {4}rule (\w+):", out, re.M)
+    assert {"small_runs", "summaries"} <= set(groups), out[-3000:]
+    assert len(groups) < len(grouped_jobs)  # group-components really merges jobs
+    for rule, block in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n)*)", out, re.M):
+        if rule not in UNGROUPED:
+            assert re.search(r"\bgpu=[1-9]", block), f"{rule} runs alone on the cluster but asks for no GPU"
+    plan = cluster_plan.plan(cluster_plan.jobs_of(cluster_plan.dry_run(scratch), cluster_plan.local_rules(scratch)))
+    readme = (repo_root / "README.md").read_text()
+    assert cluster_plan.with_table(readme, cluster_plan.to_markdown(plan)) == readme, (
+        "README's cluster table is stale: python -m lorarepro.report.cluster_plan --readme README.md")
+    assert not plan.rule.isin(["check_claims", "paper_report"]).any() and plan.jobs.sum() > 20
+    profiles = [yaml.safe_load((repo_root / "profiles" / p / "profile.yaml").read_text()) for p in ("slurm", "slurm-local")]
+    assert [set(g.split("=")[0] for g in p["group-components"]) for p in profiles] == [set(groups)] * 2
 
 
 def test_bad_config_stops_before_any_job(scratch):

@@ -103,6 +103,17 @@ def gpu_model_for(paper=None, experiment=None):
     return _resources(paper, experiment).get("gpu_model", "")
 
 
+# On a cluster, thousands of second-long jobs would each cost a submission and a queue wait:
+# profiles/slurm packs them into group jobs (`group-components`). Local runs ignore groups.
+SMALL_RUNS_GROUP = "small_runs"  # CPU experiment jobs
+SUMMARIES_GROUP = "summaries"  # figures and tables drawn from run records
+
+
+def group_for(paper=None, experiment=None):
+    """A CPU experiment joins the small-runs group; a job that asks for a GPU is submitted alone."""
+    return None if gpu_for(paper, experiment) else SMALL_RUNS_GROUP
+
+
 # ----------------------------------------------------------------------------------------------
 # Data and models
 OFFLINE_DATASETS = ["stsb", "stsb_paraphrase", "stsb_choice", "rotten_tomatoes", "rt_subjectivity", "mnist5k", "digits"]

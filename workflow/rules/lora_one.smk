@@ -18,10 +18,12 @@ rule lora_one_fig2:
         "results/logs/lora_one/fig2/d={d}_seed={seed}.log",
     benchmark:
         "results/benchmarks/rules/lora_one/fig2/d={d}_seed={seed}.tsv"
+    group: group_for("lora_one", "fig2")
     threads: threads_for("lora_one", "fig2")
     resources:
         mem_mb=mem_mb_for("lora_one", "fig2"),
         runtime=runtime_for("lora_one", "fig2"),
+        gpu=gpu_for("lora_one", "fig2"),
     conda:
         ENV_CPU
     shell:
@@ -39,10 +41,12 @@ rule lora_one_fig3:
         "results/logs/lora_one/fig3/g_form={g_form}.log",
     benchmark:
         "results/benchmarks/rules/lora_one/fig3/g_form={g_form}.tsv"
+    group: group_for("lora_one", "fig3")
     threads: threads_for("lora_one", "fig3")
     resources:
         mem_mb=mem_mb_for("lora_one", "fig3"),
         runtime=runtime_for("lora_one", "fig3"),
+        gpu=gpu_for("lora_one", "fig3"),
     conda:
         ENV_CPU
     shell:
@@ -61,10 +65,12 @@ rule lora_one_fig4:
         "results/logs/lora_one/fig4/r={r}_r_star={r_star}.log",
     benchmark:
         "results/benchmarks/rules/lora_one/fig4/r={r}_r_star={r_star}.tsv"
+    group: group_for("lora_one", "fig4")
     threads: threads_for("lora_one", "fig4")
     resources:
         mem_mb=mem_mb_for("lora_one", "fig4"),
         runtime=runtime_for("lora_one", "fig4"),
+        gpu=gpu_for("lora_one", "fig4"),
     conda:
         ENV_CPU
     shell:
@@ -80,10 +86,12 @@ rule lora_one_prec_gd:
         "results/logs/lora_one/prec_gd.log",
     benchmark:
         "results/benchmarks/rules/lora_one/prec_gd.tsv"
+    group: group_for("lora_one", "prec_gd")
     threads: threads_for("lora_one", "prec_gd")
     resources:
         mem_mb=mem_mb_for("lora_one", "prec_gd"),
         runtime=runtime_for("lora_one", "prec_gd"),
+        gpu=gpu_for("lora_one", "prec_gd"),
     conda:
         ENV_CPU
     shell:
@@ -102,10 +110,12 @@ rule lora_one_fig1c_pretrain:
         "results/logs/lora_one/fig1c/pretrain_seed={seed}.log",
     benchmark:
         "results/benchmarks/rules/lora_one/fig1c/pretrain_seed={seed}.tsv"
+    group: group_for("lora_one", "fig1c")
     threads: threads_for("lora_one", "fig1c")
     resources:
         mem_mb=mem_mb_for("lora_one", "fig1c"),
         runtime=runtime_for("lora_one", "fig1c"),
+        gpu=gpu_for("lora_one", "fig1c"),
     conda:
         ENV_CPU
     shell:
@@ -125,10 +135,12 @@ rule lora_one_fig1c:
         "results/logs/lora_one/fig1c/finetune_seed={seed}.log",
     benchmark:
         "results/benchmarks/rules/lora_one/fig1c/finetune_seed={seed}.tsv"
+    group: group_for("lora_one", "fig1c")
     threads: threads_for("lora_one", "fig1c")
     resources:
         mem_mb=mem_mb_for("lora_one", "fig1c"),
         runtime=runtime_for("lora_one", "fig1c"),
+        gpu=gpu_for("lora_one", "fig1c"),
     conda:
         ENV_CPU
     shell:
@@ -167,6 +179,7 @@ for _name, (_inputs, _figure, _table) in LORA_ONE_PLOTS.items():
             f"results/logs/lora_one/plot_{_name}.log",
         benchmark:
             f"results/benchmarks/rules/lora_one/plot_{_name}.tsv"
+        group: SUMMARIES_GROUP
         threads: 1
         resources:
             mem_mb=mem_mb_for(),

@@ -18,10 +18,12 @@ for _exp in NORA_MF_EXPERIMENTS:
             f"results/logs/nora/{_exp}.log",
         benchmark:
             f"results/benchmarks/rules/nora/{_exp}.tsv"
+        group: group_for("nora", _exp)
         threads: threads_for("nora", _exp)
         resources:
             mem_mb=mem_mb_for("nora", _exp),
             runtime=runtime_for("nora", _exp),
+            gpu=gpu_for("nora", _exp),
         conda:
             ENV_CPU
         shell:
@@ -51,6 +53,7 @@ for _exp in NORA_LM_EXPERIMENTS:
                 f"results/logs/nora/{_exp}/{_task}.log",
             benchmark:
                 f"results/benchmarks/rules/nora/{_exp}/{_task}.tsv"
+            group: group_for("nora", _exp)
             threads: threads_for("nora", _exp)
             resources:
                 mem_mb=mem_mb_for("nora", _exp),
@@ -79,6 +82,7 @@ for _figure, _experiments in NORA_FIGURES.items():
             f"results/logs/nora/{_figure}.log",
         benchmark:
             f"results/benchmarks/rules/nora/{_figure}.tsv"
+        group: SUMMARIES_GROUP
         threads: 1
         resources:
             mem_mb=mem_mb_for(),
@@ -90,13 +94,35 @@ for _figure, _experiments in NORA_FIGURES.items():
             " --out {output} > {log} 2>&1"
 
 
-for _table, _experiments in NORA_TABLES.items():
+rule nora_tables:
+    input:
+        nora_records(*NORA_MF_EXPERIMENTS),
+    output:
+        csv=[f"results/nora/tables/{table}.csv" for table in NORA_MF_TABLES],
+        md=[f"results/nora/tables/{table}.md" for table in NORA_MF_TABLES],
+    log:
+        "results/logs/nora/tables.log",
+    benchmark:
+        "results/benchmarks/rules/nora/tables.tsv"
+    group: SUMMARIES_GROUP
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(),
+        runtime=runtime_for(),
+    conda:
+        ENV_REPORT
+    shell:
+        "python -m lorarepro.experiments.nora.tables --records {input} --out {output.csv} > {log} 2>&1"
+
+
+# Tables 2 and 4: each from its own fine-tuning runs, so one task's jobs do not wait for the other's.
+for _table, _experiment in NORA_LM_TABLES.items():
 
     rule:
         name:
             f"nora_{_table}"
         input:
-            nora_records(*_experiments),
+            nora_records(_experiment),
         output:
             csv=f"results/nora/tables/{_table}.csv",
             md=f"results/nora/tables/{_table}.md",
@@ -104,6 +130,7 @@ for _table, _experiments in NORA_TABLES.items():
             f"results/logs/nora/{_table}.log",
         benchmark:
             f"results/benchmarks/rules/nora/{_table}.tsv"
+        group: SUMMARIES_GROUP
         threads: 1
         resources:
             mem_mb=mem_mb_for(),
@@ -114,9 +141,17 @@ for _table, _experiments in NORA_TABLES.items():
             "python -m lorarepro.experiments.nora.tables --records {input} --out {output.csv} > {log} 2>&1"
 
 
+rule nora_synthetic:
+    """The matrix-factorization part of the paper alone (Figure 1, Table 1, Theorems 5-6): CPU
+    seconds, no language model."""
+    input:
+        [path for figure in NORA_MF_FIGURES for path in figure_files("nora", figure)],
+        [f"results/nora/tables/{table}.csv" for table in NORA_MF_TABLES],
+
+
 register(
     "nora",
     records=nora_records(*NORA_EXPERIMENTS),
-    tables=[f"results/nora/tables/{table}.csv" for table in NORA_TABLES],
+    tables=[f"results/nora/tables/{table}.csv" for table in NORA_MF_TABLES + list(NORA_LM_TABLES)],
     figures=[path for figure in NORA_FIGURES for path in figure_files("nora", figure)],
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import resource
+import sys
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -112,6 +113,8 @@ def train(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimiz
     if checkpoint_dir is not None:
         start, trace = load_checkpoint(checkpoint_dir, model=model, optimizer=optimizer, scheduler=scheduler,
                                        sampler=sampler)
+        if start:
+            print(f"resuming from the checkpoint at step {start} in {checkpoint_dir}", file=sys.stderr)
     result = TrainResult(trace, evals=[{"step": r["step"], **{k[5:]: v for k, v in r.items() if k.startswith("eval_")}}
                                        for r in trace if any(k.startswith("eval_") for k in r)])
 
