@@ -87,6 +87,9 @@ def test_unsatisfiable_request_is_an_error_not_a_hang(local_slurm, tmp_path):
 
 # One synthetic experiment of the nora smoke DAG asks for a GPU, so it is submitted alone with
 # --gpus=1; the other experiments and the figures go as group jobs (profiles' group-components).
+# The synthetic part of the paper only (its own target): the fine-tuning jobs would make this test
+# about language-model start-up times.
+NORA_SYNTHETIC = ["fig1a", "fig1b", "fig1c", "asymmetric"]
 NORA_CLUSTER_RULES = [
     "nora_fig1a", "nora_fig1b", "nora_fig1c", "nora_asymmetric",
     "nora_figure_1a", "nora_figure_1b", "nora_figure_1c", "nora_tables",
@@ -95,10 +98,11 @@ GPU_FOR_FIG1A = "nora:\n  experiments:\n    fig1a:\n      smoke:\n        resour
 
 
 def _metrics(root):
-    """Every nora run record's metrics, keyed by its folder under results/."""
+    """Every synthetic nora run record's metrics, keyed by its folder under results/."""
     return {
         str(p.relative_to(root)): json.loads(p.read_text())["metrics"]
-        for p in sorted((root / "results" / "nora").rglob("metrics.json"))
+        for experiment in NORA_SYNTHETIC
+        for p in sorted((root / "results" / "nora" / experiment).rglob("metrics.json"))
     }
 
 
@@ -112,7 +116,7 @@ def test_paper_smoke_dag_on_slurm_matches_the_local_run(local_slurm, smoke_run, 
     workdir = copy_workflow(tmp_path / "workflow")
     (tmp_path / "gpu.yaml").write_text(GPU_FOR_FIG1A)
     proc, seen = run_on_slurm(
-        workdir, "--config", "scale=smoke", "--configfile", str(tmp_path / "gpu.yaml"), "--", "nora",
+        workdir, "--config", "scale=smoke", "--configfile", str(tmp_path / "gpu.yaml"), "--", "nora_synthetic",
         timeout=900, src=workdir / "src",
     )
     log = proc.stdout + proc.stderr
@@ -122,7 +126,7 @@ def test_paper_smoke_dag_on_slurm_matches_the_local_run(local_slurm, smoke_run, 
     finished = re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", log)
     assert set(submitted.values()) & seen, "no submitted job was ever seen in squeue"
     # Four experiments and four figure/table jobs went through SLURM in fewer submissions.
-    cluster_jobs = sorted(r for r in finished if r.startswith("nora_"))
+    cluster_jobs = sorted(r for r in finished if r.startswith("nora_") and r != "nora_synthetic")  # not the target
     assert cluster_jobs == sorted(NORA_CLUSTER_RULES) and len(submitted) < len(cluster_jobs), (submitted, finished)
 
     # The experiment that asked for a GPU was submitted alone and SLURM allocated it one.
@@ -138,8 +142,7 @@ def test_paper_smoke_dag_on_slurm_matches_the_local_run(local_slurm, smoke_run, 
         assert metrics.keys() == cluster[run].keys(), run
         for key, value in metrics.items():
             assert _same_number(value, cluster[run][key]), (run, key, value, cluster[run][key])
-    for table in sorted((smoke_run / "results" / "nora" / "tables").glob("*.csv")):
-        assert table.read_text() == (workdir / "results" / "nora" / "tables" / table.name).read_text(), table.name
-    claims = (workdir / "results" / "nora" / "claims.csv").read_text()
-    assert claims == (smoke_run / "results" / "nora" / "claims.csv").read_text()
-    assert (workdir / "reports" / "nora.html").stat().st_size > 0
+    tables = sorted((workdir / "results" / "nora" / "tables").glob("*.csv"))
+    assert [table.name for table in tables] == ["table_1.csv", "table_asym_one_step.csv"]
+    for table in tables:
+        assert table.read_text() == (smoke_run / "results" / "nora" / "tables" / table.name).read_text(), table.name

@@ -116,7 +116,7 @@ def group_for(paper=None, experiment=None):
 
 # ----------------------------------------------------------------------------------------------
 # Data and models
-OFFLINE_DATASETS = ["stsb", "stsb_paraphrase", "rotten_tomatoes", "rt_subjectivity", "mnist5k", "digits"]
+OFFLINE_DATASETS = ["stsb", "stsb_paraphrase", "stsb_choice", "rotten_tomatoes", "rt_subjectivity", "mnist5k", "digits"]
 OFFLINE_MODELS = ["minilm_l6", "smollm2_135m"]
 
 

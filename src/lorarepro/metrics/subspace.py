@@ -66,3 +66,11 @@ def paired_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     gap = torch.minimum(torch.linalg.vector_norm(a - b, dim=-2), torch.linalg.vector_norm(a + b, dim=-2))
     return 2.0 * torch.arcsin((gap / 2.0).clamp(max=1.0))
+
+
+def row_space_residual(weight: torch.Tensor, x: torch.Tensor, rtol: float = 1e-10) -> torch.Tensor:
+    """‖X(I − P)‖_F / ‖X‖_F with P the projector onto the row space of `weight` (singular values above
+    rtol·σ_max): the share of X's rows outside that space (NoRA's lora_A sketch leaves none)."""
+    _, s, vh = torch.linalg.svd(weight, full_matrices=False)
+    v = vh[: int((s > rtol * s[0]).sum())].mT
+    return projection_residual(v, x.mT) / torch.linalg.matrix_norm(x)

@@ -117,7 +117,8 @@ def load_model(spec: Mapping[str, Any], *, num_labels: int | None = None, pad_to
     """The pretrained model of a model block of the run parameters:
 
     `{name, kind: encoder|causal_lm|seq2seq_lm|masked_lm, head: mean_pool|native|cosine, dtype, head_dropout,
-    attn_implementation}`; encoders get a head with `num_labels` outputs (1 = regression).
+    attn_implementation, num_layers}`; encoders get a head with `num_labels` outputs (1 = regression).
+    `num_layers` keeps only the first blocks of the pretrained model (smoke tests of the plumbing).
     """
     from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM,
                               AutoModelForSequenceClassification)
@@ -130,6 +131,8 @@ def load_model(spec: Mapping[str, Any], *, num_labels: int | None = None, pad_to
     common: dict[str, Any] = {"dtype": dtype, "use_safetensors": True}
     if spec.get("attn_implementation"):
         common["attn_implementation"] = spec["attn_implementation"]
+    if spec.get("num_layers"):
+        common["num_hidden_layers"] = int(spec["num_layers"])
     if kind == "encoder" and spec.get("head", "mean_pool") in ("mean_pool", "cosine"):
         encoder = AutoModel.from_pretrained(location, add_pooling_layer=False, **common)
         if spec.get("head") == "cosine":

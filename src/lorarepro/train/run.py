@@ -40,6 +40,9 @@ from lorarepro.train.loop import TrainConfig, train
 from lorarepro.train.objectives import make_objective
 
 TASK_TYPES = {"causal_lm": "CAUSAL_LM", "seq2seq_lm": "SEQ_2_SEQ_LM"}
+# A probe sees the adapted model before training; what it returns sees the trained model and its
+# run folder, and gives extra metrics for the record.
+Probe = Callable[[torch.nn.Module], Callable[[torch.nn.Module, Path], Mapping[str, Any]]]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -106,31 +109,31 @@ def summarize(result, info) -> dict[str, Any]:
 
 
 def finetune(params: Mapping[str, Any], out_dir: str | os.PathLike, *, data_root="resources/data",
-             models_root="resources/models",
-             inspect: Callable[[torch.nn.Module, Path], Mapping[str, Any]] | None = None) -> dict[str, Any]:
+             models_root="resources/models", probe: Probe | None = None) -> dict[str, Any]:
     """Run one fine-tuning job and write its record into `out_dir`; returns the record.
 
+    `probe(model)`, if given, sees the adapted model before training and returns `finish(trained,
+    out_dir)`, which sees it after training and returns extra metrics for the record (how its weights
+    moved, the ranks of the learned updates); it may write files of its own into `out_dir`.
+
     A checkpoint (every `train.checkpoint_every` steps) lives in `out_dir` while the job runs and is
-    removed once the record is written; a rerun of a killed job resumes from it. `inspect(model,
-    out_dir)`, called on the trained model, returns extra metrics for the record (e.g. the ranks of the
-    learned updates) and may write files of its own into `out_dir`.
+    removed once the record is written; a rerun of a killed job resumes from it.
     """
     out_dir = Path(out_dir)
     device = resolve_device(params.get("device", "auto"))
     config = TrainConfig.from_dict(params["train"])
     with Stopwatch(str(device)) as watch:
         model, _, data, objective, info = setup(params, data_root=data_root, models_root=models_root)
+        finish = probe(model) if probe is not None else None
         optimizer = build_optimizer(model, params["optimizer"])
         result = train(model, objective, optimizer, config, seed=int(params.get("seed", 0)),
                        checkpoint_dir=out_dir if config.checkpoint_every else None, extra_state=info.moved_base)
-    metrics = summarize(result, info)
-    if inspect is not None:
-        metrics.update(inspect(model, out_dir))
+        probed = finish(model, out_dir) if finish is not None else {}
     adapter = params["adapter"]
     record = write_run(
         out_dir, paper=params.get("paper", "engine"), experiment=params.get("experiment", data.kind),
         method=params.get("method", adapter.get("init", "default")), seed=int(params.get("seed", 0)),
-        scale=params.get("scale", "default"), params=dict(params), metrics=metrics,
+        scale=params.get("scale", "default"), params=dict(params), metrics={**summarize(result, info), **probed},
         runtime=watch.runtime(), trace=pd.DataFrame(result.trace), diverged_at=result.diverged_at)
     (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
     return record

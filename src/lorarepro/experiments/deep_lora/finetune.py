@@ -82,7 +82,8 @@ def main() -> None:
     for seed in range(seeds) if isinstance(seeds, int) else seeds:
         run = run_params(params, args.out.name, args.method, args.n, args.r, seed, args.threads)
         folder = args.out / args.method / format_setting({"n": args.n, "r": args.r}) / f"seed={seed}"
-        finetune(run, folder, data_root=args.data_root, models_root=args.models_root, inspect=layer_ranks)
+        finetune(run, folder, data_root=args.data_root, models_root=args.models_root,
+                 probe=lambda model: layer_ranks)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
-"""Figure 1 of the NoRA paper from the run records: optimality error vs iteration on a log scale,
-median over seeds with the range shaded.
+"""Figures of the NoRA paper from the run records.
+
+Figure 1: optimality error vs iteration on a log scale, median over seeds with the range shaded.
+Figure 2: after LoRA fine-tuning (the Table 4 runs), how often each singular-value index of the
+adapted weights is among the r that changed most, summed over matrices and seeds, one panel per task.
 
     python -m lorarepro.experiments.nora.figures figure_1a --records …/metrics.json --out fig.pdf fig.png
 """
@@ -11,7 +14,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from lorarepro.records import load_traces
+from lorarepro.records import load_records, load_traces
 from lorarepro.report.plotting import curves, figure, save
 
 # Round-off floor for log axes: the UP gap ‖XXᵀ − A‖_F − ‖Σ₂‖_F can dip below zero by round-off.
@@ -98,13 +101,46 @@ def figure_1c(traces: pd.DataFrame, outputs) -> None:
 FIGURES = {"figure_1a": figure_1a, "figure_1b": figure_1b, "figure_1c": figure_1c}
 
 
+def figure_2(records: pd.DataFrame, outputs, method: str = "lora") -> None:
+    runs = records[(records["experiment"] == "table4") & (records["method"] == method)]
+    tasks = list(dict.fromkeys(runs["params.task_name"]))
+    fig, axes = figure(ncols=len(tasks), width=4.6)
+    for ax, task in zip(axes[0], tasks):
+        group = runs[runs["params.task_name"] == task]
+        counts = np.sum(np.stack(group["metrics.sv_change_counts"].map(np.asarray).to_list()), axis=0)
+        r = int(group["params.adapter"].iloc[0]["r"])
+        shown, pooled = counts[:-1], int(counts[-1])
+        index = np.arange(1, len(shown) + 1)
+        top = index <= r
+        ax.bar(index[top], shown[top], width=0.85, color="C1", label=f"top-{r} indices")
+        ax.bar(index[~top], shown[~top], width=0.85, color="C0", label="other indices")
+        share = float(group["metrics.sv_outside_top_r_share"].mean())
+        ax.set_title(f"{task}: {share:.0%} outside the top {r}", fontsize=10)
+        ax.set_xlabel(f"singular value index (indices > {len(shown)}: {pooled} picks)")
+        ax.set_xlim(0, len(shown) + 1)
+    axes[0][0].set_ylabel(f"times among the {r} most changed")
+    axes[0][0].legend(loc="upper right")
+    seeds = runs["seed"].nunique()
+    fig.suptitle(f"Most-changed singular values after {METHOD_LABELS.get(method, method)} "
+                 f"({seeds} seed{'s' if seeds > 1 else ''})", fontsize=11)
+    save(fig, outputs)
+
+
+METHOD_LABELS = {"lora": "LoRA", "nora": "NoRA"}
+# Figures drawn from the runs' traces, and from their records' metrics.
+RECORD_FIGURES = {"figure_2": figure_2}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("figure", choices=sorted(FIGURES))
+    parser.add_argument("figure", choices=sorted(FIGURES) + sorted(RECORD_FIGURES))
     parser.add_argument("--records", nargs="+", required=True)
     parser.add_argument("--out", nargs="+", required=True, help="output files (.pdf, .png)")
     args = parser.parse_args(argv)
-    FIGURES[args.figure](load_traces(args.records), args.out)
+    if args.figure in RECORD_FIGURES:
+        RECORD_FIGURES[args.figure](load_records(args.records), args.out)
+    else:
+        FIGURES[args.figure](load_traces(args.records), args.out)
 
 
 if __name__ == "__main__":

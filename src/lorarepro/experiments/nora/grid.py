@@ -37,3 +37,17 @@ def run_values(settings: Mapping[str, Any], method: str, setting: str) -> dict:
             shared = {k: v for k, v in settings.items() if k != "methods"}
             return {**shared, **values}
     raise KeyError(f"no run {method}/{setting} in this experiment; runs: {[r[:2] for r in runs(settings)]}")
+
+
+def lm_tasks(settings: Mapping[str, Any]) -> dict[str, dict]:
+    """The tasks of a language-model experiment (Tables 2 and 4) at this scale: each task block with the
+    scale's `task_sizes` (train/eval sizes, max_length) on top; a task set to null at a scale is dropped
+    (the paper scale swaps the offline stand-ins for the paper's tasks)."""
+    sizes = settings.get("task_sizes") or {}
+    return {name: {**block, **sizes} for name, block in settings["tasks"].items() if block is not None}
+
+
+def lm_runs(settings: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(method, task, setting folder `task=<task>`) of every language-model run (all seeds in one job)."""
+    return [(method, task, format_setting({"task": task}))
+            for method in settings["methods"] for task in lm_tasks(settings)]

@@ -1,0 +1,158 @@
+"""NoRA's language-model runs (Tables 2 and 4, Figure 2): one task, every method and seed, in one
+process (Python, torch and transformers load once; each run reloads the pretrained model).
+
+    python -m lorarepro.experiments.nora.finetune --params '<json>' --experiment table4 --task sst2 \
+        --records results/nora/table4/<method>/task=sst2/seed=<s>/metrics.json … \
+        --data-root resources/data --models-root resources/models
+
+Each seed is one run of the fine-tuning engine (`train.run.finetune`) with the task block
+`tasks[<task>]` (sized by `task_sizes`, see grid.lm_tasks) and the method's init and optimizer:
+
+    lora       PEFT's Kaiming-uniform lora_A, lora_B = 0, AdamW
+    lora_p     the same init, NoRA's Frobenius-normalised preconditioner before AdamW (LoRA-P)
+    pissa      PEFT's PiSSA;  olora: PEFT's OLoRA
+    nora       lora_A = ΩᵀW₀/scaling (Ω ~ N(0, ξ²)), lora_B = 0, AdamW
+    nora_plus  NoRA's init and the preconditioner (NoRA+)
+    `released_code: true` on a NoRA method: the authors' released code, whose sketch never reaches
+    lora_A (so it trains as LoRA / LoRA-P)
+
+Beside the task metrics, each record holds what the paper's Figure 2 and claim 9 look at: for every
+adapted matrix, which singular values of the merged weight moved most during training (the counts of
+each index among the r most-changed, `sv_change_counts`), and at init how far the merged weight is
+from W₀ and how much of lora_A lies outside W₀'s row space.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from lorarepro.adapters.peft_adapters import lora_layers
+from lorarepro.config import seeds_of
+from lorarepro.experiments.nora.grid import lm_tasks
+from lorarepro.metrics.spectral import most_changed_singular_values
+from lorarepro.metrics.subspace import row_space_residual
+from lorarepro.train.run import finetune
+
+PAPER = "nora"
+
+
+def run_params(settings: Mapping[str, Any], task: str, method: str, seed: int) -> dict[str, Any]:
+    """The engine's parameters of one run: the experiment's model/adapter/train blocks, the task's
+    block and the method's init and optimizer."""
+    spec = settings["methods"][method]
+    init_options = {key: spec[key] for key in ("xi", "released_code") if key in spec}
+    optimizer = {"name": "adamw", "lr": spec["lr"], "weight_decay": 0.0}
+    if spec.get("preconditioned", False):
+        optimizer.update(name="preconditioned_adamw", lam=settings["precondition_lambda"], normalize=True)
+    return {
+        "paper": PAPER, "experiment": settings["experiment"], "method": method, "seed": seed,
+        "scale": settings["scale"], "device": settings["device"], "threads": settings.get("threads"),
+        "task_name": task,
+        "model": dict(settings["model"]),
+        "task": lm_tasks(settings)[task],
+        "adapter": {**settings["adapter"], "init": spec["init"], "init_options": init_options},
+        "optimizer": optimizer,
+        "train": {**settings["train"], "progress": False},
+    }
+
+
+@torch.no_grad()
+def merged_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """W₀ + ΔW of every adapted matrix, in float64 on the CPU."""
+    out = {}
+    for name, layer in lora_layers(model).items():
+        base = layer.get_base_layer().weight.detach()
+        delta = sum(layer.get_delta_weight(adapter) for adapter in layer.lora_A)
+        out[name] = (base.double() + delta.double()).cpu()
+    return out
+
+
+@torch.no_grad()
+def init_checks(model: torch.nn.Module, merged: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Claim 9 on the adapted model before training (max over the adapted matrices): the adapter's share
+    ‖ΔW₀‖_F / ‖W‖_F of the merged weight W (0 when lora_B = 0, as for LoRA and NoRA; PiSSA and OLoRA
+    move the top of W into the factors), and the share of lora_A outside the row space of W (0 for
+    NoRA's sketch and PiSSA's right singular vectors, most of a random A)."""
+    layers = lora_layers(model)
+    delta = {n: sum(layer.get_delta_weight(a) for a in layer.lora_A).double().cpu() for n, layer in layers.items()}
+    return {
+        "init_delta_rel": max(float(torch.linalg.matrix_norm(delta[n]) / torch.linalg.matrix_norm(w))
+                              for n, w in merged.items()),
+        "init_rowspace_residual": max(float(row_space_residual(w, layers[n].lora_A[a].weight.detach().double().cpu()))
+                                      for n, w in merged.items() for a in layers[n].lora_A),
+    }
+
+
+def sv_change_metrics(reference: Mapping[str, torch.Tensor], trained: Mapping[str, torch.Tensor], r: int,
+                      bins: int, relative: bool) -> dict[str, Any]:
+    """Figure 2: over every adapted matrix, how often each singular-value index is among the r that
+    moved most (`sv_change_counts`, the last bin pooling indices ≥ bins), the share of those inside the
+    top r, and how much likelier an index inside the top r is to be picked than one outside."""
+    counts = np.zeros(bins + 1, dtype=np.int64)
+    inside = outside_slots = 0
+    for name, w in trained.items():
+        idx = most_changed_singular_values(reference[name], w, r, relative=relative).numpy()
+        np.add.at(counts, np.minimum(idx, bins), 1)
+        inside += int((idx < r).sum())
+        outside_slots += min(w.shape) - r
+    total = len(trained) * r
+    share = inside / total
+    per_outside = (total - inside) / outside_slots
+    return {"sv_change_counts": counts.tolist(), "sv_top_r_share": share, "sv_outside_top_r_share": 1.0 - share,
+            "sv_top_r_enrichment": share / per_outside if per_outside > 0 else None}
+
+
+def weight_probe(settings: Mapping[str, Any]):
+    """The engine probe of these runs: the init checks (`probe.init_checks`) before training, Figure 2's
+    singular-value changes (`probe.sv_change`, if set) after it."""
+    probe = settings.get("probe") or {}
+    sv = probe.get("sv_change")
+
+    @torch.no_grad()
+    def before(model: torch.nn.Module):
+        reference = merged_weights(model)
+        checks = init_checks(model, reference) if probe.get("init_checks", True) else {}
+
+        @torch.no_grad()
+        def after(trained: torch.nn.Module, out_dir) -> dict[str, Any]:
+            if not sv:
+                return checks
+            changes = sv_change_metrics(reference, merged_weights(trained), settings["adapter"]["r"],
+                                        sv["bins"], sv["relative"])
+            return {**checks, **changes}
+
+        return after
+
+    return before
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=json.loads, required=True, help="the experiment's settings (JSON)")
+    parser.add_argument("--experiment", required=True, help="table4 or table2: the records' experiment")
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--records", nargs="+", required=True,
+                        help="metrics.json of each run, methods in config order, seeds in order within a method")
+    parser.add_argument("--data-root", default="resources/data")
+    parser.add_argument("--models-root", default="resources/models")
+    args = parser.parse_args(argv)
+    settings = {**args.params, "experiment": args.experiment, "threads": args.threads}
+    runs = [(method, seed) for method in settings["methods"] for seed in seeds_of(settings)]
+    if len(runs) != len(args.records):
+        raise SystemExit(f"{len(runs)} runs (methods x seeds) but {len(args.records)} record paths")
+    for (method, seed), record in zip(runs, args.records):
+        params = run_params(settings, args.task, method, seed)
+        rec = finetune(params, record.removesuffix("/metrics.json"), data_root=args.data_root,
+                       models_root=args.models_root, probe=weight_probe(settings))
+        shown = {k: v for k, v in rec["metrics"].items() if not isinstance(v, list)}
+        print(json.dumps({"method": method, "seed": seed, "status": rec["status"], **shown}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
