@@ -32,6 +32,7 @@ from lorarepro.models.load import MeanPooledHead
 from lorarepro.models.top_layers import cache_lower_layers, top_layer_targets
 from lorarepro.optim.lora_optimizers import build_optimizer
 from lorarepro.records import Stopwatch, write_run
+from lorarepro.report.leaderboard import select_rate
 from lorarepro.seeding import seed_everything
 from lorarepro.train.loop import TrainConfig, evaluate, train
 from lorarepro.train.objectives import make_objective
@@ -112,11 +113,6 @@ def record(out: Path, params, metrics, runtime, result, scale: str) -> None:
               trace=pd.DataFrame(result.trace), diverged_at=result.diverged_at)
 
 
-def score(metrics: Mapping[str, Any], name: str) -> float:
-    value = metrics.get(name)
-    return float("-inf") if value is None or value != value else float(value)
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=json.loads, required=True, help="the leaderboard settings (JSON)")
@@ -135,13 +131,14 @@ def main(argv=None) -> None:
     sweep_seed = int(settings.get("sweep_seed", 0))
     print(f"{task}: setup {job.setup_s:.1f} s; selecting on validation {primary}", flush=True)
     for method in task_methods(settings, task):
-        best = None
+        scores, best = {}, None
         for lr in lr_grid(settings, method):
             params = engine_params(settings, task, method, lr, sweep_seed, settings["selection_split"])
             model, result, metrics, runtime = run(job, params, job.validation, args.threads)
             record(root / method / lr_folder(lr) / f"seed={sweep_seed}", params, metrics, runtime, result, scale)
             print(f"  {method} lr={lr:g}: validation {primary} {metrics.get(primary)}", flush=True)
-            if best is None or score(metrics, primary) > score(best[2], primary):
+            scores[lr] = metrics.get(primary)
+            if select_rate(scores) == lr:  # keep only the model the sweep selects so far
                 best = (lr, model, metrics, runtime, result, params)
         lr, model, metrics, runtime, result, params = best
         selection = {"selected_lr": lr, f"validation_{primary}": metrics.get(primary)}
