@@ -120,3 +120,25 @@ def leaderboard(runs: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     order = {task: i for i, task in enumerate(dict.fromkeys(runs["task"]))}
     return table.sort_values(["task", "rank", "method"], key=lambda c: c.map(order) if c.name == "task" else c,
                              ignore_index=True)
+
+
+def primary_metric(task_params: Mapping) -> str:
+    """The metric a task is ranked on: the first of its `metrics`, else its kind's default."""
+    from lorarepro.data.tasks import DEFAULT_METRICS
+
+    return (task_params.get("metrics") or DEFAULT_METRICS[task_params["kind"]])[0]
+
+
+def runs_frame(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per run (task, method, seed, metric, value, lr, wall_s, peak_mb) from flat run records
+    (records.load_records); a diverged run has no value."""
+    records = records.reset_index(drop=True)
+    metric = records["params.task"].map(primary_metric)
+    value = [row.get(f"metrics.{m}") for m, (_, row) in zip(metric, records.iterrows())]
+    peak = records["runtime.run_peak_rss_mb"].fillna(records["runtime.peak_rss_mb"])
+    if "runtime.peak_gpu_mb" in records and records["runtime.peak_gpu_mb"].notna().any():
+        peak = records["runtime.peak_gpu_mb"]
+    return pd.DataFrame({"task": records["experiment"], "method": records["method"], "seed": records["seed"],
+                         "metric": metric, "value": pd.to_numeric(pd.Series(value), errors="coerce"),
+                         "lr": records["params.optimizer"].map(lambda o: o["lr"]),
+                         "wall_s": records["runtime.wall_s"], "peak_mb": peak})
