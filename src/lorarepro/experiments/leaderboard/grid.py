@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from lorarepro.adapters.build import FACTORED
 from lorarepro.config import ConfigError, deep_merge, format_setting, seeds_of
 
 PAPER = "leaderboard"
 SELECTED = "selected"
-# Optimizers that act on PEFT's (lora_A, lora_B) pairs: they need a two-factor init.
+# Optimizers that act on PEFT's (lora_A, lora_B) pairs need a two-factor init, not one of these
+# (adapters.build.FACTORED; named here so that parsing the workflow does not import torch).
+FACTORED_INITS = ("deep", "lora_sb")
 PAIR_OPTIMIZERS = ("loraplus", "preconditioned_adamw")
 
 
@@ -31,8 +32,10 @@ def leaderboard_settings(config: Mapping[str, Any], scale: str | None = None) ->
 def check(settings: Mapping[str, Any]) -> None:
     """Cross-field checks the schema cannot express."""
     for name, method in settings.get("methods", {}).items():
+        if "init" not in method:
+            raise ConfigError(f"config key leaderboard.methods.{name}: no init (set it in `common` or the scale's block)")
         optimizer = method.get("optimizer", {}).get("name", "adamw")
-        if optimizer in PAIR_OPTIMIZERS and method["init"] in FACTORED:
+        if optimizer in PAIR_OPTIMIZERS and method["init"] in FACTORED_INITS:
             raise ConfigError(f"config key leaderboard.methods.{name}: optimizer {optimizer!r} needs a LoRA "
                               f"(A, B) init, not {method['init']!r}")
     for name, task in settings.get("tasks", {}).items():
@@ -43,6 +46,15 @@ def check(settings: Mapping[str, Any]) -> None:
             raise ConfigError(f"config key leaderboard.tasks.{name}: cache_lower_layers needs an encoder model")
     if settings.get("sweep_seed", 0) not in seeds_of(settings):
         raise ConfigError("config key leaderboard.sweep_seed: must be one of the seeds")
+
+
+def job_settings(config: Mapping[str, Any], task: str) -> dict:
+    """What one task's job reads: the leaderboard settings, with the task's own resources on top."""
+    settings = leaderboard_settings(config)
+    if task not in settings.get("tasks", {}):
+        raise ConfigError(f"config has no leaderboard task {task!r} at scale {config['scale']!r}")
+    resources = {**settings.get("resources", {}), **settings["tasks"][task].get("resources", {})}
+    return {**settings, "resources": resources}
 
 
 def task_methods(settings: Mapping[str, Any], task: str) -> list[str]:
