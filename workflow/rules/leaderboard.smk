@@ -19,6 +19,7 @@ for _task in LEADERBOARD_TASKS:
         benchmark:
             f"results/benchmarks/rules/leaderboard/{_task}.tsv"
         group: group_for("leaderboard", _task)
+        priority: leaderboard_priority(_task)
         threads: threads_for("leaderboard", _task)
         resources:
             mem_mb=mem_mb_for("leaderboard", _task),

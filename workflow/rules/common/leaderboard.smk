@@ -22,6 +22,12 @@ def leaderboard_assets(task):
     return {"data": dataset_dir(spec["task"]["dataset"]), "model": model_dir(spec["model"]["name"])}
 
 
+def leaderboard_priority(task):
+    """Jobs without a cache (the decoder's) are the longest: start them first, so that the others
+    fill the second core around them."""
+    return 0 if LEADERBOARD_SETTINGS["tasks"][task].get("cache_lower_layers") else 1
+
+
 def leaderboard_products():
     """The leaderboard's tables and figure (its target; part of `all` and of the index report)."""
     return LEADERBOARD_TABLES + LEADERBOARD_FIGURE if LEADERBOARD_TASKS else []

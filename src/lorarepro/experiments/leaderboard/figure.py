@@ -19,13 +19,12 @@ from lorarepro.report.plotting import figure, save
 
 def task_panel(ax, part: pd.DataFrame, colours: dict) -> None:
     part = part.sort_values("rank", kind="stable")
-    bars = ax.barh(part["method"], part["mean"], xerr=part["std"], color=[colours[m] for m in part["method"]],
+    labels = [f"#{row.rank} {row.method}" for row in part.itertuples()]
+    bars = ax.barh(labels, part["mean"], xerr=part["std"], color=[colours[m] for m in part["method"]],
                    edgecolor="black", linewidth=0.4, error_kw={"elinewidth": 0.8, "capsize": 2})
     for bar, row in zip(bars, part.itertuples()):
         if row.verdict == "noise":
             bar.set_hatch("///")
-        ax.annotate(f"#{row.rank}", (1.0, bar.get_y() + bar.get_height() / 2), xycoords=("axes fraction", "data"),
-                    xytext=(2, 0), textcoords="offset points", va="center", fontsize=7)
     ax.invert_yaxis()
     ax.set_title(part["task"].iloc[0])
     ax.set_xlabel(f"{part['metric'].iloc[0]} (held-out)")
@@ -63,7 +62,8 @@ def main(argv=None) -> None:
     cost_panel(axes[1][2], ranks, "peak_mb", "peak memory of a run (MB)", colours, names=False)
     for ax in axes[1][3:]:
         ax.set_visible(False)
-    fig.suptitle("LoRA leaderboard: held-out score ± std over seeds (#rank; hatched: the paired "
+    fig.subplots_adjust(wspace=0.55)
+    fig.suptitle("LoRA leaderboard: held-out score ± std over seeds (#rank on the task; hatched: the paired "
                  "difference from the task's best is not significant)", fontsize=10)
     save(fig, args.out)
 
