@@ -102,8 +102,9 @@ def run(job: Job, params: Mapping[str, Any], objective, threads: int):
                                      model_kind=params["model"].get("kind", "encoder"))
         optimizer = build_optimizer(model, params["optimizer"])
         result = train(model, objective, optimizer, TrainConfig.from_dict(params["train"]), seed=seed)
+    peak = peak_rss_mb() if tracked else None
     runtime = {**watch.runtime(), "job_setup_s": round(job.setup_s, 3),
-               "run_peak_rss_mb": round(peak_rss_mb(), 1) if tracked and peak_rss_mb() else None}
+               "run_peak_rss_mb": None if peak is None else round(peak, 1)}
     return model, result, summarize(result, info), runtime
 
 
@@ -143,11 +144,10 @@ def main(argv=None) -> None:
         lr, model, metrics, runtime, result, params = best
         selection = {"selected_lr": lr, f"validation_{primary}": metrics.get(primary)}
         # The sweep seed's run at the selected rate, scored once on the held-out split.
-        start = time.perf_counter()
-        held_out = evaluate(model, job.held_out, job.held_out.data.eval, params["train"]["eval_batch_size"])
+        held_out, start = {}, time.perf_counter()
+        if result.diverged_at is None:
+            held_out = evaluate(model, job.held_out, job.held_out.data.eval, params["train"]["eval_batch_size"])
         runtime = {**runtime, "wall_s": round(runtime["wall_s"] + time.perf_counter() - start, 4)}
-        if result.diverged_at is not None:
-            held_out = {}
         final = {**params, "task": {**params["task"], "eval_split": settings["report_split"]}}
         validation_only = {f"{prefix}{m}" for m in job.validation.data.metrics for prefix in ("best_", "init_")}
         trained = {k: v for k, v in metrics.items() if k not in validation_only}
