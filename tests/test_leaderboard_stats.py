@@ -75,3 +75,16 @@ def test_leaderboard_ranks_compares_with_the_best_and_averages_ranks():
     assert (y.loc["a", "p_value"], y.loc["a", "verdict"], y.loc["a", "seeds_needed"]) == (0.0, "significant", 2)
     ranks = average_ranks(table).set_index("method")["average_rank"]
     assert ranks.to_dict() == {"c": 1.0, "a": 2.5, "b": 2.0} and list(ranks.index) == ["c", "b", "a"]
+
+
+def test_job_budget_counts_the_selected_sweep_run_once():
+    from lorarepro.report.leaderboard import job_budget
+
+    rows = [("t/a/lr=0.1/seed=0", 0, 10, 0.5, 6.0), ("t/a/lr=0.2/seed=0", 0, 10, 0.3, 4.0),
+            ("t/a/selected/seed=0", 0, 10, 0.3, 4.5), ("t/a/selected/seed=1", 1, 10, 0.4, 5.0)]
+    records = pd.DataFrame([{"path": f"results/leaderboard/{p}/metrics.json", "seed": s, "experiment": "t",
+                             "metrics.steps_done": n, "metrics.step_s_median": st, "runtime.wall_s": w,
+                             "runtime.job_setup_s": 2.0} for p, s, n, st, w in rows])
+    row = job_budget(records).iloc[0]
+    assert (row["runs"], row["steps"], row["step_s_median"]) == (3, 10, 0.4)
+    assert row["train_s"] == pytest.approx(12.0) and (row["runs_wall_s"], row["job_s"]) == (15.0, 17.0)

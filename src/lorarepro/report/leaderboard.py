@@ -142,3 +142,20 @@ def runs_frame(records: pd.DataFrame) -> pd.DataFrame:
                          "metric": metric, "value": pd.to_numeric(pd.Series(value), errors="coerce"),
                          "lr": records["params.optimizer"].map(lambda o: o["lr"]),
                          "wall_s": records["runtime.wall_s"], "peak_mb": peak})
+
+
+def job_budget(records: pd.DataFrame, sweep_seed: int = 0) -> pd.DataFrame:
+    """Per task's job, from its run records: the runs it trained, their median step time, the training
+    time those steps add up to, the runs' summed wall time, the shared setup, and the job's total.
+    (The selected run of the sweep seed is the sweep's own run, so it is not counted twice.)"""
+    selected_copy = records["path"].astype(str).str.contains("/selected/") & (records["seed"] == sweep_seed)
+    runs = records[~selected_copy]
+    steps = pd.to_numeric(runs["metrics.steps_done"], errors="coerce")
+    step_s = pd.to_numeric(runs["metrics.step_s_median"], errors="coerce")
+    frame = pd.DataFrame({"task": runs["experiment"], "steps": steps, "step_s": step_s, "train_s": steps * step_s,
+                          "wall_s": runs["runtime.wall_s"], "setup_s": runs["runtime.job_setup_s"]})
+    out = frame.groupby("task", sort=False).agg(runs=("steps", "size"), steps=("steps", "median"),
+                                                step_s_median=("step_s", "median"), train_s=("train_s", "sum"),
+                                                runs_wall_s=("wall_s", "sum"), setup_s=("setup_s", "first"))
+    out["job_s"] = out["runs_wall_s"] + out["setup_s"]
+    return out.reset_index()

@@ -155,6 +155,8 @@ def leaderboard_section(root: Path) -> None:
     display(HTML(figure_html(folder / "figures" / "leaderboard.png", "leaderboard")))
     display(HTML(table_html(folder / "average_rank.csv", "average_rank")))
     display(HTML(table_html(table, "leaderboard")))
+    display(Markdown("What each task's job cost on this machine (run records; one thread per job):"))
+    display(HTML(table_html(folder / "budget.csv", "budget")))
 
 
 def cost_of_this_run(root: Path) -> None:

@@ -7,7 +7,7 @@ except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 LEADERBOARD_TASKS = list(LEADERBOARD_SETTINGS.get("tasks", {}))
-LEADERBOARD_TABLES = [f"results/leaderboard/{name}.csv" for name in ("leaderboard", "average_rank", "learning_rates")]
+LEADERBOARD_TABLES = [f"results/leaderboard/{name}.csv" for name in ("leaderboard", "average_rank", "learning_rates", "budget")]
 LEADERBOARD_FIGURE = figure_files("leaderboard", "leaderboard")
 
 

@@ -1,13 +1,14 @@
 """The leaderboard tables from the run records:
 
     python -m lorarepro.experiments.leaderboard.tables --params <json> --records <metrics.json ...> \
-        --out leaderboard.csv average_rank.csv learning_rates.csv
+        --out leaderboard.csv average_rank.csv learning_rates.csv budget.csv
 
 - leaderboard.csv: per task and method, the held-out score's mean ± std over seeds at the selected rate,
   the rank on the task, wall time per run and peak memory, and the paired comparison with the task's
   best (p-value, verdict, seeds a difference of this size needs);
 - average_rank.csv: per method, its rank averaged over the tasks;
-- learning_rates.csv: every sweep run's validation score and the rate each method selected.
+- learning_rates.csv: every sweep run's validation score and the rate each method selected;
+- budget.csv: per task's job, its runs, median step time, training and wall time, and shared setup.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 from lorarepro.config import seeds_of
 from lorarepro.experiments.leaderboard.grid import SELECTED
 from lorarepro.records import load_records
-from lorarepro.report.leaderboard import average_ranks, leaderboard, runs_frame
+from lorarepro.report.leaderboard import average_ranks, job_budget, leaderboard, runs_frame
 from lorarepro.report.tables import write_table
 
 COLUMNS = ["method", "task", "metric", "mean", "std", "seeds", "rank", "wall_s", "peak_mb", "lr", "diverged", "best",
@@ -43,7 +44,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=json.loads, required=True)
     parser.add_argument("--records", nargs="+", required=True)
-    parser.add_argument("--out", nargs=3, required=True, metavar=("LEADERBOARD", "RANKS", "RATES"))
+    parser.add_argument("--out", nargs=4, required=True, metavar=("LEADERBOARD", "RANKS", "RATES", "BUDGET"))
     args = parser.parse_args(argv)
     settings = args.params
     records = load_records(args.records)
@@ -65,6 +66,10 @@ def main(argv=None) -> None:
                 .sort_values(["task", "method", "lr"], ignore_index=True),
                 args.out[2], title="Learning-rate sweep", scale=scale,
                 notes=f"Validation scores at seed {settings.get('sweep_seed', 0)}; `selected`: the rate used for every seed.")
+    write_table(job_budget(records, settings.get("sweep_seed", 0)), args.out[3], title="What each task's job cost",
+                scale=scale, notes="Measured on this machine (timings grow with its load): `train_s` = Σ step_s_median × "
+                "steps over the job's runs; `runs_wall_s` adds adapter inits and evaluations; `job_s` adds the shared "
+                "model loading, tokenisation and lower-layer cache (`setup_s`). One thread per job.")
 
 
 if __name__ == "__main__":
