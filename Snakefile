@@ -1,7 +1,7 @@
 # lorarepro: regenerate every figure and table of five LoRA papers and check each number.
 #   snakemake --cores 2                      everything at the scale set in config.yaml
 #   snakemake --cores 2 nora                 one paper          (meta_lora ntk_lora lora_one nora deep_lora)
-#   snakemake --cores 2 regenerate_paper_figures | reports | resources
+#   snakemake --cores 2 regenerate_paper_figures | reports | resources | leaderboard
 #   snakemake --config scale=smoke           tiny sizes, the whole DAG in minutes
 from snakemake.utils import min_version
 
@@ -15,6 +15,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/common/leaderboard.smk"
 
 
 wildcard_constraints:
@@ -30,6 +31,7 @@ include: "workflow/rules/ntk_lora.smk"
 include: "workflow/rules/lora_one.smk"
 include: "workflow/rules/nora.smk"
 include: "workflow/rules/deep_lora.smk"
+include: "workflow/rules/leaderboard.smk"
 include: "workflow/rules/reports.smk"
 
 

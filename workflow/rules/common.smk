@@ -18,6 +18,8 @@ from lorarepro.config import (  # noqa: E402
     validate_config,
 )
 from lorarepro.data.catalog import DATASETS  # noqa: E402
+from lorarepro.experiments.leaderboard.grid import PAPER as LEADERBOARD  # noqa: E402
+from lorarepro.experiments.leaderboard.grid import job_settings as leaderboard_job_settings  # noqa: E402
 from lorarepro.models.catalog import MODELS  # noqa: E402
 
 try:
@@ -38,7 +40,10 @@ ENV_REPORT = "../../envs/report.yaml"
 # ----------------------------------------------------------------------------------------------
 # Settings
 def settings(paper, experiment):
-    """Settings of one experiment at the active scale (config `common` merged with the scale block)."""
+    """Settings of one experiment at the active scale (config `common` merged with the scale block);
+    for the leaderboard, its settings for one task's job."""
+    if paper == LEADERBOARD:
+        return leaderboard_job_settings(config, experiment)
     return experiment_settings(config, paper, experiment)
 
 
@@ -182,9 +187,9 @@ def report_targets():
 
 
 def all_targets():
-    """Every report, and (offline) every bundled asset, so one run prepares the machine completely."""
+    """Every report, the leaderboard, and (offline) every bundled asset, so one run prepares the machine completely."""
     assets = [dataset_dir(d) for d in OFFLINE_DATASETS] + [model_dir(m) for m in OFFLINE_MODELS]
-    return report_targets() + (assets if DATA_SOURCE == "bundled" else [])
+    return report_targets() + leaderboard_products() + (assets if DATA_SOURCE == "bundled" else [])
 
 
 def paper_records_of(wildcards):

@@ -79,6 +79,7 @@ rule index_report:
         notebook="workflow/notebooks/index.ipynb",
         scorecard="results/scorecard.csv",
         reports=expand("reports/{paper}.html", paper=ENABLED_PAPERS),
+        leaderboard=leaderboard_products(),
     output:
         notebook="results/index.ipynb",
         html="reports/index.html",

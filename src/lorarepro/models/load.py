@@ -85,7 +85,12 @@ class MeanPooledHead(nn.Module):
         self.config = encoder.config
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)
-        nn.init.normal_(self.head.weight, std=getattr(encoder.config, "initializer_range", 0.02))
+        self.reset_head()
+
+    def reset_head(self) -> None:
+        """A fresh head from torch's global generator (a job that trains many runs on one loaded
+        encoder gives each run its own seeded head)."""
+        nn.init.normal_(self.head.weight, std=getattr(self.config, "initializer_range", 0.02))
         nn.init.zeros_(self.head.bias)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, **kwargs) -> SequenceClassifierOutput:

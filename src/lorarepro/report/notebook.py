@@ -138,8 +138,25 @@ def index_report(scale: str, papers: list[str], root: str | Path = ".") -> None:
         if not part.empty:
             display(Markdown(f"## {load_spec(paper, root).get('short', paper)}"))
             display(HTML(claims_html(part)))
+    leaderboard_section(root)
     cost_of_this_run(root)
     benchmark_results(root)
+
+
+def leaderboard_section(root: Path) -> None:
+    """The cross-paper leaderboard (results/leaderboard/), when this run built it: the figure, the
+    average ranks, and per task every method with its paired comparison against the task's best."""
+    folder = root / "results" / "leaderboard"
+    table = folder / "leaderboard.csv"
+    if not table.exists():
+        return
+    note = (folder / "leaderboard.md").read_text().split("\n\n")[1] if (folder / "leaderboard.md").exists() else ""
+    display(Markdown(f"## Leaderboard: every method on the same tasks\n\n{note}"))
+    display(HTML(figure_html(folder / "figures" / "leaderboard.png", "leaderboard")))
+    display(HTML(table_html(folder / "average_rank.csv", "average_rank")))
+    display(HTML(table_html(table, "leaderboard")))
+    display(Markdown("What each task's job cost on this machine (run records; one thread per job):"))
+    display(HTML(table_html(folder / "budget.csv", "budget")))
 
 
 def cost_of_this_run(root: Path) -> None:

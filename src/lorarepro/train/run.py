@@ -65,22 +65,35 @@ def gradient_batches(train_examples, spec: Mapping[str, Any], seed: int) -> list
     return [[train_examples[i] for i in chosen[k: k + size]] for k in range(0, n, size)]
 
 
-def setup(params: Mapping[str, Any], *, data_root="resources/data", models_root="resources/models"):
-    """Model, tokenizer, task, objective and adapter of a run, on its device: everything but training."""
-    seed = int(params.get("seed", 0))
-    seed_everything(seed, threads=params.get("threads"))
+def load(params: Mapping[str, Any], *, data_root="resources/data", models_root="resources/models"):
+    """Tokenizer, task, pretrained model and objective of a run, on its device: everything before the
+    adapter (what a job running many adapters on one model and task loads once)."""
     device = resolve_device(params.get("device", "auto"))
-    model_spec, task_spec, adapter_spec = params["model"], params["task"], params["adapter"]
+    model_spec, task_spec = params["model"], params["task"]
     kind = model_spec.get("kind", "encoder")
     tokenizer = load_tokenizer(resolve_model(model_spec["name"], models_root))
-    data = load_task(task_spec, tokenizer, model_kind=kind, seed=seed, data_root=data_root)
+    data = load_task(task_spec, tokenizer, model_kind=kind, seed=int(params.get("seed", 0)), data_root=data_root)
     model = load_model(model_spec, num_labels=data.num_labels, pad_token_id=tokenizer.pad_token_id,
                        models_root=models_root).to(device)
     options = {"max_new_tokens": task_spec.get("max_target_length", 64)} if data.kind == "generation" else {}
     objective = make_objective(data, model_kind=kind, device=device, tokenizer=tokenizer, **options)
-    batches = gradient_batches(data.train, adapter_spec.get("gradient") or {}, seed)
-    model, info = build_adapter(model, adapter_spec, seed=seed, loss_fn=objective.loss, init_batches=batches,
-                                task_type=TASK_TYPES.get(kind))
+    return model, tokenizer, data, objective
+
+
+def attach_adapter(model, objective, adapter_spec: Mapping[str, Any], *, seed: int, model_kind: str = "encoder"):
+    """Attach and initialise the adapter; gradient-based inits read training batches of the objective's task."""
+    batches = gradient_batches(objective.data.train, adapter_spec.get("gradient") or {}, seed)
+    return build_adapter(model, adapter_spec, seed=seed, loss_fn=objective.loss, init_batches=batches,
+                         task_type=TASK_TYPES.get(model_kind))
+
+
+def setup(params: Mapping[str, Any], *, data_root="resources/data", models_root="resources/models"):
+    """Model, tokenizer, task, objective and adapter of a run, on its device: everything but training."""
+    seed = int(params.get("seed", 0))
+    seed_everything(seed, threads=params.get("threads"))
+    model, tokenizer, data, objective = load(params, data_root=data_root, models_root=models_root)
+    model, info = attach_adapter(model, objective, params["adapter"], seed=seed,
+                                 model_kind=params["model"].get("kind", "encoder"))
     return model, tokenizer, data, objective, info
 
 
