@@ -17,6 +17,7 @@ from lorarepro.records import (
     TRACE_FILE,
     Stopwatch,
     first_nonfinite,
+    is_machine_metric,
     load_records,
     load_traces,
     read_record,
@@ -123,3 +124,16 @@ def test_records_and_traces_flatten_for_aggregation(tmp_path):
     assert table["seed"].tolist() == [0, 1]
     traces = load_traces(paths)
     assert len(traces) == 100 and set(traces["seed"]) == {0, 1} and "params.lr" in traces
+
+
+@pytest.mark.parametrize("name", ["wall_s", "wall_s_to_tol", "step_s_median", "feature_load_s", "peak_mb",
+                                  "memory_gb", "step_ms", "gd_gflops", "gd_matmul_efficiency",
+                                  "wall_speedup_vs_narrow", "init_share"])
+def test_machine_metrics_are_told_apart(name):
+    assert is_machine_metric(name)
+
+
+@pytest.mark.parametrize("name", ["rank_zero_share", "sv_top_r_share", "n_samples", "best_spearman", "mc_sem",
+                                  "one_step_error", "steps_done", "train_loss_last", "seeds_needed"])
+def test_method_metrics_are_not_machine_metrics(name):
+    assert not is_machine_metric(name)

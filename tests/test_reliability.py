@@ -3,34 +3,65 @@ with exactly the outputs of an uninterrupted run (timing fields aside)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 
 from conftest import ROOT, SNAKEMAKE, job_env, snakemake
+from lorarepro.records import is_machine_metric
 
 pytestmark = pytest.mark.workflow
 
 
+def machine_claims(workdir: Path) -> set[str]:
+    """Claims computed from machine metrics (wall-time ratios, GFLOP/s): their values differ between reruns."""
+    def metrics(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("metric", "column") and isinstance(value, str):
+                    yield value
+                yield from metrics(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from metrics(value)
+
+    ids = set()
+    for path in (workdir / "workflow" / "claims").glob("*.yaml"):
+        for claim in yaml.safe_load(path.read_text()) or []:
+            if any(is_machine_metric(m) for m in metrics(claim)):
+                ids.add(claim["id"])
+    return ids
+
+
 def comparable_outputs(workdir: Path) -> dict[str, object]:
-    """Every run record (without its runtime block), table and claim check of a finished run."""
+    """Every run record, table and claim check of a finished run, without what measures the machine:
+    records' runtime blocks and timing/memory metrics, such table columns, claims computed from them."""
     out = {}
     for path in sorted((workdir / "results").rglob("metrics.json")):
         if "benchmarks" in path.parts:
             continue
         record = json.loads(path.read_text())
         record.pop("runtime", None)
+        record["metrics"] = {k: v for k, v in record["metrics"].items() if not is_machine_metric(k)}
         out[str(path.relative_to(workdir))] = record
+    skip = machine_claims(workdir)
     for path in sorted((workdir / "results").rglob("*.csv")):
-        if "benchmarks" not in path.parts:
-            out[str(path.relative_to(workdir))] = path.read_text()
+        if "benchmarks" in path.parts:
+            continue
+        table = pd.read_csv(path)
+        table = table.drop(columns=[c for c in table.columns if is_machine_metric(str(c))])
+        if "claim" in table.columns:
+            table = table[~table["claim"].isin(skip)]
+        out[str(path.relative_to(workdir))] = table.to_csv(index=False)
     return out
 
 
@@ -63,16 +94,39 @@ def test_killed_run_resumes_to_identical_outputs(smoke_run, tmp_path):
     assert (workdir / "reports" / "index.html").exists()
 
 
-UNSAFE_LOADS = re.compile(r"\bimport pickle\b|\bpickle\.loads?\(|allow_pickle\s*=\s*True|weights_only\s*=\s*False")
+def _unsafe_loads(tree: ast.AST) -> list[int]:
+    """Lines of `import pickle`, `np.load(..., allow_pickle=True)` and `torch.load` without weights_only=True."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [alias.name for alias in node.names] + [getattr(node, "module", None) or ""]
+            if any(name.split(".")[0] in ("pickle", "dill", "cloudpickle") for name in names):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load":
+            kwargs = {k.arg: k.value for k in node.keywords}
+            owner = node.func.value.id if isinstance(node.func.value, ast.Name) else ""
+            weights_only = kwargs.get("weights_only")
+            if owner == "torch" and not (isinstance(weights_only, ast.Constant) and weights_only.value is True):
+                lines.append(node.lineno)
+            allow = kwargs.get("allow_pickle")
+            if owner in ("np", "numpy") and isinstance(allow, ast.Constant) and allow.value is True:
+                lines.append(node.lineno)
+    return lines
 
 
 def test_no_file_is_unpickled_unsafely():
     """Checkpoints and weights are read as tensors only: torch.load always with weights_only=True,
     models through safetensors, never pickle — a results folder or model path may come from elsewhere."""
-    offenders = []
+    offenders = {}
     for path in sorted((ROOT / "src").rglob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py")):
-        text = path.read_text()
-        loads = re.findall(r"torch\.load\(([^)]*)\)", text)
-        if UNSAFE_LOADS.search(text) or any("weights_only=True" not in call for call in loads):
-            offenders.append(str(path.relative_to(ROOT)))
+        lines = _unsafe_loads(ast.parse(path.read_text()))
+        if lines:
+            offenders[str(path.relative_to(ROOT))] = lines
     assert not offenders, offenders
+
+
+def test_the_unsafe_load_check_sees_nested_calls():
+    bad = "import torch\nx = torch.load(folder(run(p)))\ny = torch.load(f, weights_only=False)\nimport pickle\n"
+    good = "import torch\nx = torch.load(folder(run(p)), weights_only=True, map_location='cpu')\n"
+    assert sorted(_unsafe_loads(ast.parse(bad))) == [2, 3, 4]
+    assert _unsafe_loads(ast.parse(good)) == []

@@ -12,6 +12,7 @@ import functools
 import importlib.metadata
 import os
 import platform
+import re
 import resource
 import subprocess
 import time
@@ -27,6 +28,14 @@ from lorarepro.io import read_json, write_json, write_parquet
 RECORD_FILE = "metrics.json"
 TRACE_FILE = "trace.parquet"
 STATUSES = ("ok", "diverged")
+# Metrics of the machine rather than of the method (times, throughput, memory): reruns of one seed
+# differ in them, so comparisons of reruns (a resumed run, a cluster run) leave them out.
+_MACHINE_METRIC = re.compile(r"(?:^|_)(?:s|ms|wall|gflops|speedup|efficiency|mb|gb)(?:_|$)|^init_share$")
+
+
+def is_machine_metric(name: str) -> bool:
+    """`wall_s_to_tol`, `step_s_median`, `peak_mb`, `gd_gflops`, `init_share`: yes; `rank_zero_share`: no."""
+    return bool(_MACHINE_METRIC.search(name))
 # Fields that legitimately differ between two runs of the same job.
 TIMING_FIELDS = ("runtime",)
 

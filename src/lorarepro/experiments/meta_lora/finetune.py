@@ -61,7 +61,7 @@ def finetune_run(model: str, sweep: str, setting: str, s: dict, seeds: list[int]
     test = mt.sample_test_data(truth, seeds, p["n"], s["sigma_x"], s["sigma_eps"])
     out = {}
     for method in grid.METHODS:
-        bases = torch.load(grid.bases_file(root, model, method, grid.retrain_setting(p)))
+        bases = torch.load(grid.bases_file(root, model, method, grid.retrain_setting(p)), weights_only=True)
         if list(bases["seeds"]) != seeds:
             raise SystemExit(f"the {method} bases at {p} hold seeds {bases['seeds']}, this run needs {seeds}")
         with Stopwatch(device) as sw:
