@@ -1,14 +1,20 @@
-"""Shared fixtures: the repository root, and one smoke-scale run of the whole DAG in a scratch copy."""
+"""Shared fixtures and helpers: the repository root, scratch copies of the workflow, one smoke-scale run
+of the whole DAG, and what two runs of it must agree on."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
+
+from lorarepro.records import is_machine_metric
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -34,6 +40,57 @@ def snakemake(workdir: Path, *args: str, timeout: int = 1800, check: bool = True
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
+
+
+def machine_claims(workdir: Path) -> set[str]:
+    """Claims computed from machine metrics (wall-time ratios, GFLOP/s): their values differ between reruns."""
+    def metrics(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("metric", "column") and isinstance(value, str):
+                    yield value
+                yield from metrics(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from metrics(value)
+
+    ids = set()
+    for path in (workdir / "workflow" / "claims").glob("*.yaml"):
+        for claim in yaml.safe_load(path.read_text()) or []:
+            if any(is_machine_metric(m) for m in metrics(claim)):
+                ids.add(claim["id"])
+    return ids
+
+
+def comparable_outputs(workdir: Path, under: str = "results") -> dict[str, object]:
+    """Every run record, table and claim check of a finished run (below `under`, e.g. results/nora),
+    without what measures the machine: records' runtime blocks and timing/memory metrics, such table
+    columns, claims computed from them. Two runs of the same DAG must agree on all of it."""
+    out = {}
+    for path in sorted((workdir / under).rglob("metrics.json")):
+        if "benchmarks" in path.parts:
+            continue
+        record = json.loads(path.read_text())
+        record.pop("runtime", None)
+        record["metrics"] = {k: v for k, v in record["metrics"].items() if not is_machine_metric(k)}
+        out[str(path.relative_to(workdir))] = record
+    skip = machine_claims(workdir)
+    for path in sorted((workdir / under).rglob("*.csv")):
+        if "benchmarks" in path.parts:
+            continue
+        table = pd.read_csv(path)
+        table = table.drop(columns=[c for c in table.columns if is_machine_metric(str(c))])
+        if "claim" in table.columns:
+            table = table[~table["claim"].isin(skip)]
+        out[str(path.relative_to(workdir))] = table.to_csv(index=False)
+    return out
+
+
+def generator(seed: int):
+    """A seeded torch generator: tests draw their random instances from one, never from the global state."""
+    import torch
+
+    return torch.Generator().manual_seed(seed)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import generator as gen
 from lorarepro.adapters.compression import (
     compress,
     discrepant_steps,
@@ -26,10 +27,6 @@ from lorarepro.problems.deep_factorization import (
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def full_width(d, depth, eps, seed):

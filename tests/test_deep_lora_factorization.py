@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from conftest import generator as gen
 from lorarepro.adapters.compression import orthogonal_factors
 from lorarepro.metrics.dynamics import block_relative_error, nearest_block, singular_vector_angles
 from lorarepro.problems.deep_factorization import (
@@ -24,10 +25,6 @@ from lorarepro.problems.deep_factorization import (
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def batched(factor_lists):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lorarepro.io import atomic_path, write_json
+from lorarepro.io import atomic_dir, atomic_path, write_json
 from lorarepro.records import (
     RECORD_FILE,
     TIMING_FIELDS,
@@ -85,6 +85,21 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
             tmp.write_text("garbage")
             raise RuntimeError
     assert json.loads(target.read_text()) == {"a": 1}  # the old complete file survives
+
+
+def test_atomic_folder_is_replaced_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "dataset"
+    with atomic_dir(target) as staging:
+        (staging / "train.parquet").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as staging:
+            (staging / "train.parquet").write_text("new, half written")
+            raise RuntimeError("killed mid-write")
+    assert [p.name for p in tmp_path.iterdir()] == ["dataset"]  # no staging folder left behind
+    assert (target / "train.parquet").read_text() == "old"
+    with atomic_dir(target) as staging:
+        (staging / "test.parquet").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["test.parquet"]  # nothing of the old folder survives
 
 
 def test_non_finite_values_become_null_and_divergence_is_recorded(tmp_path):

@@ -4,7 +4,6 @@ with exactly the outputs of an uninterrupted run (timing fields aside)."""
 from __future__ import annotations
 
 import ast
-import json
 import os
 import shutil
 import signal
@@ -12,57 +11,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
-import yaml
 
-from conftest import ROOT, SNAKEMAKE, job_env, snakemake
-from lorarepro.records import is_machine_metric
+from conftest import ROOT, SNAKEMAKE, comparable_outputs, job_env, snakemake
 
 pytestmark = pytest.mark.workflow
-
-
-def machine_claims(workdir: Path) -> set[str]:
-    """Claims computed from machine metrics (wall-time ratios, GFLOP/s): their values differ between reruns."""
-    def metrics(node):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in ("metric", "column") and isinstance(value, str):
-                    yield value
-                yield from metrics(value)
-        elif isinstance(node, list):
-            for value in node:
-                yield from metrics(value)
-
-    ids = set()
-    for path in (workdir / "workflow" / "claims").glob("*.yaml"):
-        for claim in yaml.safe_load(path.read_text()) or []:
-            if any(is_machine_metric(m) for m in metrics(claim)):
-                ids.add(claim["id"])
-    return ids
-
-
-def comparable_outputs(workdir: Path) -> dict[str, object]:
-    """Every run record, table and claim check of a finished run, without what measures the machine:
-    records' runtime blocks and timing/memory metrics, such table columns, claims computed from them."""
-    out = {}
-    for path in sorted((workdir / "results").rglob("metrics.json")):
-        if "benchmarks" in path.parts:
-            continue
-        record = json.loads(path.read_text())
-        record.pop("runtime", None)
-        record["metrics"] = {k: v for k, v in record["metrics"].items() if not is_machine_metric(k)}
-        out[str(path.relative_to(workdir))] = record
-    skip = machine_claims(workdir)
-    for path in sorted((workdir / "results").rglob("*.csv")):
-        if "benchmarks" in path.parts:
-            continue
-        table = pd.read_csv(path)
-        table = table.drop(columns=[c for c in table.columns if is_machine_metric(str(c))])
-        if "claim" in table.columns:
-            table = table[~table["claim"].isin(skip)]
-        out[str(path.relative_to(workdir))] = table.to_csv(index=False)
-    return out
 
 
 def test_killed_run_resumes_to_identical_outputs(smoke_run, tmp_path):

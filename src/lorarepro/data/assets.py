@@ -7,9 +7,11 @@ the package folder with importlib's finder and read files from it.
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import importlib.util
 from pathlib import Path
+from typing import Callable
 
 
 class AssetError(RuntimeError):
@@ -53,3 +55,20 @@ def package_version(import_name: str) -> str:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
+
+
+def materialize_parser(description: str) -> argparse.ArgumentParser:
+    """The command line the data-set and model materialisers share: `<name> <out_dir> [--source]`."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name")
+    parser.add_argument("out_dir")
+    parser.add_argument("--source", choices=["bundled", "hub"], default="bundled")
+    return parser
+
+
+def run_reporting_missing_assets(main: Callable[[], None]) -> None:
+    """Run a command; a missing or corrupt asset ends it with one line that names the fix, not a traceback."""
+    try:
+        main()
+    except AssetError as err:
+        raise SystemExit(f"error: {err}") from None

@@ -9,21 +9,23 @@ silently different experiment. The folder appears atomically (built aside, then 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
 
 from lorarepro import __version__
-from lorarepro.data.assets import AssetError, package_version
+from lorarepro.data.assets import (
+    AssetError,
+    materialize_parser,
+    package_version,
+    run_reporting_missing_assets,
+)
 from lorarepro.data.catalog import DatasetSpec, HubSource, dataset_spec
-from lorarepro.io import read_json, write_json
+from lorarepro.io import atomic_dir, read_json, write_json
 
 MANIFEST = "manifest.json"
 
@@ -96,10 +98,7 @@ def materialize_dataset(
     else:
         raise ValueError(f"unknown data source {source!r}; allowed values are ['bundled', 'hub']")
 
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as staging:
         manifest = {"name": name, "task": spec.task, "description": spec.description, "split_seed": split_seed,
                     "origin": origin, "lorarepro": __version__, "splits": {}}
         for split, frame in splits.items():
@@ -108,11 +107,6 @@ def materialize_dataset(
             manifest["splits"][split] = {"file": path.name, "rows": int(len(frame)), "columns": list(frame.columns),
                                          "sha256": sha256(path)}
         write_json(staging / MANIFEST, manifest)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return manifest
 
 
@@ -144,10 +138,7 @@ def load_split(folder: str | os.PathLike, split: str, *, verify: bool = True) ->
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name")
-    parser.add_argument("out_dir")
-    parser.add_argument("--source", choices=["bundled", "hub"], default="bundled")
+    parser = materialize_parser(__doc__)
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--hub-override", type=json.loads, default=None, help="JSON: {path, name, data_files, revision}")
     args = parser.parse_args(argv)
@@ -158,7 +149,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AssetError as err:
-        raise SystemExit(f"error: {err}")
+    run_reporting_missing_assets(main)

@@ -23,6 +23,16 @@ def parse_args(description: str, *, inputs: bool = False, outputs: bool = False)
     return parser.parse_args()
 
 
+def parse_paths(description: str, *flags: str, argv=None) -> argparse.Namespace:
+    """`--params` (JSON, parsed) and one required path or name per flag: the command line of a script
+    that reads and writes named files rather than run folders."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=json.loads, required=True, help="JSON object of resolved settings")
+    for flag in flags:
+        parser.add_argument(flag, required=True)
+    return parser.parse_args(argv)
+
+
 def resolve_device(requested: str) -> str:
     """`auto` is CUDA when a GPU is visible, else CPU."""
     import torch

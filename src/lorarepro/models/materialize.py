@@ -10,16 +10,20 @@ file's sha256, and the folder appears atomically.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from lorarepro import __version__
-from lorarepro.data.assets import AssetError, package_dir, package_version
+from lorarepro.data.assets import (
+    AssetError,
+    materialize_parser,
+    package_dir,
+    package_version,
+    run_reporting_missing_assets,
+)
 from lorarepro.data.materialize import MANIFEST, sha256
-from lorarepro.io import read_json, write_json
+from lorarepro.io import atomic_dir, read_json, write_json
 from lorarepro.models.catalog import model_spec
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -72,10 +76,7 @@ def _from_hub(hub_id: str, staging: Path, gated: bool) -> dict:
 
 def materialize_model(name: str, out_dir: str | os.PathLike, *, source: str = "bundled") -> dict:
     spec = model_spec(name)
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as staging:
         if source == "bundled":
             if spec.bundled is None:
                 raise AssetError(f"model {name!r} ({spec.hub_id}) has no offline copy; it needs `data.source: hub`")
@@ -88,11 +89,6 @@ def materialize_model(name: str, out_dir: str | os.PathLike, *, source: str = "b
         manifest = {"name": name, "family": spec.family, "hub_id": spec.hub_id, "source": source,
                     "origin": origin, "lorarepro": __version__, "files": files}
         write_json(staging / MANIFEST, manifest)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return manifest
 
 
@@ -108,17 +104,11 @@ def verify_model(folder: str | os.PathLike) -> Path:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name")
-    parser.add_argument("out_dir")
-    parser.add_argument("--source", choices=["bundled", "hub"], default="bundled")
+    parser = materialize_parser(__doc__)
     args = parser.parse_args(argv)
     manifest = materialize_model(args.name, args.out_dir, source=args.source)
     print(f"{args.name}: {len(manifest['files'])} files -> {args.out_dir}")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AssetError as err:
-        raise SystemExit(f"error: {err}")
+    run_reporting_missing_assets(main)

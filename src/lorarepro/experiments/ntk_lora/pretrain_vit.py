@@ -6,25 +6,18 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import torch
 
+from lorarepro.experiments.cli import parse_paths
 from lorarepro.experiments.ntk_lora.vision import pretrain
 from lorarepro.records import Stopwatch, write_run
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", required=True)
-    parser.add_argument("--modality", required=True)
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--record", required=True)
-    args = parser.parse_args(argv)
-    params = json.loads(args.params)
+    args = parse_paths(__doc__, "--modality", "--data", "--out", "--record", argv=argv)
+    params = args.params
     torch.set_num_threads(params.get("threads", 1))
     modality = params["modalities"][args.modality]
     with Stopwatch() as watch:

@@ -7,12 +7,10 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-
 import torch
 
 from lorarepro.config import format_setting
+from lorarepro.experiments.cli import parse_paths
 from lorarepro.experiments.ntk_lora.runs import Tracer, lora_init
 from lorarepro.experiments.ntk_lora.vision import finetune_problem
 from lorarepro.models.ntk_features import Features, block_objective, block_outputs, reduce
@@ -23,11 +21,8 @@ PAPER, EXPERIMENT = "ntk_lora", "table4"
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for flag in ("--params", "--modality", "--data", "--model", "--train", "--test", "--root"):
-        parser.add_argument(flag, required=True)
-    args = parser.parse_args(argv)
-    params = json.loads(args.params)
+    args = parse_paths(__doc__, "--modality", "--data", "--model", "--train", "--test", "--root", argv=argv)
+    params = args.params
     torch.set_num_threads(params.get("threads", 1))
     modality = params["modalities"][args.modality]
     rank, seeds = params["rank"], params["seed_list"]

@@ -7,25 +7,16 @@ the frozen blocks run once, G of the last block's W_q and W_v for every training
 
 from __future__ import annotations
 
-import argparse
-import json
-
 import torch
 
+from lorarepro.experiments.cli import parse_paths
 from lorarepro.experiments.ntk_lora.vision import finetune_problem
 from lorarepro.models.ntk_features import block_features
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", required=True)
-    parser.add_argument("--modality", required=True)
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--train", required=True)
-    parser.add_argument("--test", required=True)
-    args = parser.parse_args(argv)
-    params = json.loads(args.params)
+    args = parse_paths(__doc__, "--modality", "--data", "--model", "--train", "--test", argv=argv)
+    params = args.params
     torch.set_num_threads(params.get("threads", 1))
     problem = finetune_problem(params["modalities"][args.modality], args.data, args.model,
                                per_class=params["per_class"], data_seed=params["data_seed"],
