@@ -73,8 +73,19 @@ def test_leaderboard_ranks_compares_with_the_best_and_averages_ranks():
     assert (y.loc["c", "p_value"], y.loc["c", "verdict"], y.loc["c", "seeds_needed"]) == (1.0, "noise", math.inf)
     # a is 0.5 below b on every seed: no spread, significant
     assert (y.loc["a", "p_value"], y.loc["a", "verdict"], y.loc["a", "seeds_needed"]) == (0.0, "significant", 2)
-    ranks = average_ranks(table).set_index("method")["average_rank"]
-    assert ranks.to_dict() == {"c": 1.0, "a": 2.5, "b": 2.0} and list(ranks.index) == ["c", "b", "a"]
+    ranks = average_ranks(table).set_index("method")
+    assert ranks["average_rank"].to_dict() == {"c": 1.0, "a": 2.5, "b": 2.0} and list(ranks.index) == ["c", "b", "a"]
+    assert set(ranks["tasks"]) == {2}
+
+
+def test_average_rank_leaves_out_tasks_not_every_method_ran():
+    frame = runs({("x", "a"): [1.0, 2.0], ("x", "b"): [0.0, 1.0], ("x", "c"): [2.0, 3.0],
+                  ("z", "b"): [1.0, 1.0], ("z", "c"): [0.0, 0.0]})
+    table = leaderboard(frame, alpha=0.05)
+    ranks = average_ranks(table).set_index("method")
+    # On z, b ranks 1st of two; counted, it would lift b's average above a's.
+    assert ranks["average_rank"].to_dict() == {"c": 1.0, "a": 2.0, "b": 3.0}
+    assert set(ranks["tasks"]) == {1}
 
 
 def test_job_budget_counts_the_selected_sweep_run_once():

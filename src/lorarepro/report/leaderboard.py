@@ -49,11 +49,16 @@ def rank_within_tasks(summary: pd.DataFrame) -> pd.Series:
 
 
 def average_ranks(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per method: its mean rank over the tasks, the number of tasks, and its mean wall time and peak memory."""
-    return (summary.groupby("method", sort=False)
-            .agg(average_rank=("rank", "mean"), tasks=("task", "count"), wall_s=("wall_s", "mean"),
-                 peak_mb=("peak_mb", "max"))
-            .reset_index().sort_values(["average_rank", "method"], ignore_index=True))
+    """Per method: its mean rank over the tasks that every method ran (a rank among fewer methods is not
+    comparable: 2nd of 2 would count as better than 3rd of 13), the number of such tasks, and its mean
+    wall time and peak memory over all its tasks."""
+    methods = summary["method"].nunique()
+    shared = summary.groupby("task")["method"].transform("nunique") == methods
+    ranks = (summary[shared].groupby("method", sort=False)
+             .agg(average_rank=("rank", "mean"), tasks=("task", "count")))
+    costs = summary.groupby("method", sort=False).agg(wall_s=("wall_s", "mean"), peak_mb=("peak_mb", "max"))
+    return (costs.join(ranks).reset_index()[["method", "average_rank", "tasks", "wall_s", "peak_mb"]]
+            .sort_values(["average_rank", "method"], ignore_index=True))
 
 
 def seeds_needed(diff: float, sd: float, alpha: float = 0.05) -> float:

@@ -59,7 +59,8 @@ def main(argv=None) -> None:
     write_table(table[COLUMNS], args.out[0], title="Leaderboard: every method on every task", scale=scale,
                 notes=notes(settings))
     write_table(average_ranks(table), args.out[1], title="Average rank over the tasks", scale=scale,
-                notes="Mean of each method's rank on each task (1 = best); wall time per run and peak memory.")
+                notes="Mean of each method's rank (1 = best) over the tasks every method ran (`tasks`); "
+                "wall time per run and peak memory over all its tasks.")
     sweep = runs_frame(records[~selected]).rename(columns={"value": "validation"})
     sweep["selected"] = [lrs.get((t, m)) == lr for t, m, lr in zip(sweep["task"], sweep["method"], sweep["lr"])]
     write_table(sweep[["task", "method", "lr", "metric", "validation", "selected", "wall_s"]]
