@@ -9,7 +9,7 @@ engine's loop and writes its own record: per method, a learning-rate sweep at th
 on the validation split; the rate with the best validation score; every seed at that rate scored on
 the held-out split (the sweep seed's run is the sweep's own, scored on the held-out split only once
 it was selected). `runtime.wall_s` is the run's own time; `runtime.job_setup_s` is the shared
-loading it did not pay.
+loading it did not pay. A short unrecorded run first pays the process's one-time costs.
 """
 
 from __future__ import annotations
@@ -108,6 +108,19 @@ def run(job: Job, params: Mapping[str, Any], objective, threads: int):
     return model, result, summarize(result, info), runtime
 
 
+def warm_up(job: Job, settings: Mapping[str, Any], task: str, threads: int) -> None:
+    """One short, unrecorded run before the timed ones: the first run in a process pays one-time costs
+    (thread pools, allocator growth, kernel choice) that would otherwise inflate the wall time and peak
+    memory of whichever method happens to run first."""
+    method = task_methods(settings, task)[0]
+    params = engine_params(settings, task, method, lr_grid(settings, method)[0], int(settings.get("sweep_seed", 0)),
+                           settings["selection_split"])
+    params = {**params, "train": {**params["train"], "steps": 1, "eval_at_start": False}}
+    objective = copy.copy(job.validation)
+    objective.data = dataclasses.replace(objective.data, eval=objective.data.eval[:TrainConfig.eval_batch_size])
+    run(job, params, objective, threads)
+
+
 def record(out: Path, params, metrics, runtime, result, scale: str) -> None:
     write_run(out, paper=PAPER, experiment=params["experiment"], method=params["method"], seed=params["seed"],
               scale=scale, params=dict(params), metrics=metrics, runtime=runtime,
@@ -131,6 +144,7 @@ def main(argv=None) -> None:
     root = Path(args.root) / PAPER / task
     sweep_seed = int(settings.get("sweep_seed", 0))
     print(f"{task}: setup {job.setup_s:.1f} s; selecting on validation {primary}", flush=True)
+    warm_up(job, settings, task, args.threads)
     for method in task_methods(settings, task):
         scores, best = {}, None
         for lr in lr_grid(settings, method):
