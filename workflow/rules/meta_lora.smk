@@ -147,9 +147,100 @@ rule meta_lora_tables:
         "python -m lorarepro.experiments.meta_lora.tables --records {input} --out {output.csv} > {log} 2>&1"
 
 
+# Table 1 (language model): one retraining job per (method, seed), saving the retrained base; one
+# fine-tuning job per base (every rank and held-out task); the table from every fine-tuning run.
+for _method in meta_lora_lm_methods():
+
+    rule:
+        name:
+            f"meta_lora_lm_retrain_{_method}"
+        input:
+            **meta_lora_lm_assets(),
+        output:
+            record=f"{meta_lora_lm_retrain_dir(_method)}/metrics.json",
+            trace=f"{meta_lora_lm_retrain_dir(_method)}/trace.parquet",
+            base=f"{meta_lora_lm_retrain_dir(_method)}/base.pt",
+        params:
+            cfg=run_params("meta_lora", "lm"),
+            method=_method,
+        wildcard_constraints:
+            seed=r"\d+",
+        log:
+            f"results/logs/meta_lora/lm_retrain_{_method}_{{seed}}.log",
+        benchmark:
+            f"results/benchmarks/rules/meta_lora/lm_retrain_{_method}_{{seed}}.tsv"
+        group: group_for("meta_lora", "lm")
+        threads: threads_for("meta_lora", "lm")
+        resources:
+            mem_mb=mem_mb_for("meta_lora", "lm"),
+            runtime=runtime_for("meta_lora", "lm"),
+            gpu=gpu_for("meta_lora", "lm"),
+        conda:
+            ENV_GPU if gpu_for("meta_lora", "lm") else ENV_CPU
+        shell:
+            "python -m lorarepro.experiments.meta_lora.lm_retrain --params {params.cfg:q} --method {params.method}"
+            " --seed {wildcards.seed} --threads {threads} --record {output.record} --base {output.base}"
+            " --data-root $(dirname {input.data}) --models-root $(dirname {input.model}) > {log} 2>&1"
+
+    rule:
+        name:
+            f"meta_lora_lm_finetune_{_method}"
+        input:
+            **meta_lora_lm_assets(),
+            base=f"{meta_lora_lm_retrain_dir(_method)}/base.pt",
+        output:
+            records=meta_lora_lm_finetune_records(_method),
+            traces=meta_lora_lm_finetune_records(_method, name="trace.parquet"),
+        params:
+            cfg=run_params("meta_lora", "lm"),
+            method=_method,
+        wildcard_constraints:
+            seed=r"\d+",
+        log:
+            f"results/logs/meta_lora/lm_finetune_{_method}_{{seed}}.log",
+        benchmark:
+            f"results/benchmarks/rules/meta_lora/lm_finetune_{_method}_{{seed}}.tsv"
+        group: group_for("meta_lora", "lm")
+        threads: threads_for("meta_lora", "lm")
+        resources:
+            mem_mb=mem_mb_for("meta_lora", "lm"),
+            runtime=runtime_for("meta_lora", "lm"),
+            gpu=gpu_for("meta_lora", "lm"),
+        conda:
+            ENV_GPU if gpu_for("meta_lora", "lm") else ENV_CPU
+        shell:
+            "python -m lorarepro.experiments.meta_lora.lm_finetune --params {params.cfg:q} --method {params.method}"
+            " --seed {wildcards.seed} --base {input.base} --threads {threads} --records {output.records}"
+            " --data-root $(dirname {input.data}) --models-root $(dirname {input.model}) > {log} 2>&1"
+
+
+rule meta_lora_lm_table:
+    input:
+        meta_lora_lm_records(),
+    output:
+        csv="results/meta_lora/tables/table_1.csv",
+        md="results/meta_lora/tables/table_1.md",
+    params:
+        cfg=run_params("meta_lora", "lm"),
+    log:
+        "results/logs/meta_lora/table_1.log",
+    benchmark:
+        "results/benchmarks/rules/meta_lora/table_1.tsv"
+    group: SUMMARIES_GROUP
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(),
+        runtime=runtime_for(),
+    conda:
+        ENV_REPORT
+    shell:
+        "python -m lorarepro.experiments.meta_lora.lm_table --params {params.cfg:q} --records {input}"
+        " --out {output.csv} > {log} 2>&1"
+
+
 register(
     "meta_lora",
-    records=meta_lora_all_records(),
-    tables=[f"results/meta_lora/tables/{table}.csv" for table in META_LORA_TABLES],
+    records=meta_lora_all_records() + meta_lora_lm_records(),
+    tables=[f"results/meta_lora/tables/{table}.csv" for table in [*META_LORA_TABLES, "table_1"]],
     figures=[path for figure in [*META_LORA_FIGURES, "figure_5"] for path in figure_files("meta_lora", figure)],
 )

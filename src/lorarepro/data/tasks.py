@@ -7,13 +7,18 @@ A task block of the run parameters names the data set and how to read it:
      label_words: [" negative", " positive"]}
     {dataset: stsb_paraphrase, kind: generation, where: "label == 1", template: "{sentence1}\\nParaphrase:",
      target: " {sentence2}"}
+    {dataset: stsb, kind: selection, where: "source == 'MSRpar'", answer_where: "label >= 4", candidates: 5,
+     train_size: 16, eval_split: rest}
 
 Kinds: `regression` and `classification` feed an encoder with a head (pairs are encoded as one
 `s1 [SEP] s2` input, or, with `pair_encoding: bi`, each sentence alone for a bi-encoder head; a
 `label_scale` then trains regression on label/label_scale instead of standardised labels, e.g. 5 for
 STS-B against a cosine); `prompted` scores each label word's log-likelihood after a prompt (causal LM:
 after the last prompt token; masked LM: at the `{mask}` slot; seq2seq: as the decoder's output);
-`generation` trains on a prompt -> target continuation and scores greedy generations.
+`generation` trains on a prompt -> target continuation and scores greedy generations;
+`selection` picks the true `sentence2` of a pair among `candidates` sentences (ConvAI2's next-utterance
+selection on sentence pairs): an encoder with a one-output head scores every `sentence1 [SEP] candidate`
+input, trained by cross-entropy over the candidates (see `selection_examples`).
 
 Examples are plain dicts of Python lists; `collate` pads a list of them into tensors. Evaluation
 batches are sorted by length (about twice as fast as shuffled batches on a CPU), and carry each
@@ -28,13 +33,14 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
 from lorarepro.data.materialize import load_split
 
-KINDS = ("regression", "classification", "prompted", "generation")
+KINDS = ("regression", "classification", "prompted", "generation", "selection")
 DEFAULT_METRICS = {"regression": ["pearson", "spearman"], "classification": ["accuracy", "f1"],
-                   "prompted": ["accuracy", "f1"], "generation": ["exact_match", "bleu", "rouge_l"]}
+                   "prompted": ["accuracy", "f1"], "generation": ["exact_match", "bleu", "rouge_l"], "selection": ["accuracy"]}
 # Causal-LM continuations are tokenised after this probe, so a leading space is read as it would be mid-text.
 _PROBE = "Answer:"
 
@@ -147,6 +153,92 @@ def _candidates(tokenizer, words: Sequence[str], model_kind: str) -> list[list[i
     return [continuation_ids(tokenizer, w) for w in words]
 
 
+def selection_rows(pool: pd.DataFrame, anchors: pd.DataFrame, k: int, *, negatives: str = "hard",
+                   answers: Mapping[str, set] | None = None, seed: int = 0) -> pd.DataFrame:
+    """For every anchor pair, its `sentence1`, `k` candidate sentences and the true one's position.
+
+    The candidates are the anchor's `sentence2` and k-1 distractors: the `sentence2` texts of `pool`
+    that share the most words with the anchor's `sentence1` (`negatives: hard`, Jaccard overlap; the
+    low-scored pairs of the same sentence are among them) or a seeded random draw (`random`). A
+    distractor is never the anchor's sentence itself nor any of its true answers (`answers`:
+    sentence1 -> every sentence2 that passes as its paraphrase). The true one's position is drawn
+    from `seed`, so ties in the scores cannot favour it.
+    """
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    if negatives not in ("hard", "random"):
+        raise ValueError(f"unknown negatives {negatives!r}; allowed values are ['hard', 'random']")
+    answers = answers or anchors.groupby("sentence1")["sentence2"].agg(set).to_dict()
+    texts = np.array(sorted(set(pool["sentence2"].astype(str))))
+    rng = np.random.default_rng(seed)
+    if negatives == "hard":
+        words = CountVectorizer(binary=True, token_pattern=r"(?u)\b\w+\b").fit(np.concatenate([texts, anchors["sentence1"]]))
+        a, b = words.transform(anchors["sentence1"]), words.transform(texts)
+        shared = (a @ b.T).toarray()
+        overlap = shared / np.maximum(np.asarray(a.sum(1)) + np.asarray(b.sum(1)).T - shared, 1)
+    rows = []
+    for i, (first, true) in enumerate(zip(anchors["sentence1"], anchors["sentence2"], strict=True)):
+        allowed = ~np.isin(texts, [first, true, *answers.get(first, ())])
+        if allowed.sum() < k - 1:
+            raise ValueError(f"only {allowed.sum()} distractors for {k} candidates: lower `candidates`")
+        order = np.flatnonzero(allowed)
+        if negatives == "hard":
+            order = order[np.argsort(-overlap[i, order], kind="stable")[: k - 1]]
+        else:
+            order = rng.choice(order, k - 1, replace=False)
+        label = int(rng.integers(k))
+        candidates = list(texts[order])
+        candidates.insert(label, true)
+        rows.append({"sentence1": first, "candidates": candidates, "label": label})
+    return pd.DataFrame(rows, columns=["sentence1", "candidates", "label"])
+
+
+def _selection_task(folder: Path, spec: Mapping[str, Any], tokenizer, subset_seed: int) -> tuple[list, list, dict]:
+    """Encoded train and evaluation examples of a `selection` task; `eval_split: rest` evaluates on
+    the anchors of the training split that the (few-shot) training subset left out."""
+    answer, k = spec.get("answer_where", "label >= 4"), int(spec.get("candidates", 20))
+    options = {"negatives": spec.get("negatives", "hard"), "seed": int(spec.get("candidate_seed", 0))}
+
+    def pool_of(split: str) -> pd.DataFrame:
+        frame = load_split(folder, split)
+        return (frame.query(spec["where"]) if spec.get("where") else frame).reset_index(drop=True)
+
+    train_pool = pool_of(spec.get("train_split", "train"))
+    anchors = train_pool.query(answer).reset_index(drop=True)
+    chosen = np.arange(len(anchors))
+    if spec.get("train_size") is not None and spec["train_size"] < len(anchors):
+        chosen = np.sort(np.random.default_rng(subset_seed).choice(len(anchors), spec["train_size"], replace=False))
+    eval_split = spec.get("eval_split", "validation")
+    if eval_split == "rest":
+        eval_pool, eval_anchors = train_pool, anchors.drop(index=chosen).reset_index(drop=True)
+    else:
+        eval_pool = pool_of(eval_split)
+        eval_anchors = eval_pool.query(answer).reset_index(drop=True)
+    size = spec.get("eval_size")
+    if size is not None and size < len(eval_anchors):
+        keep = np.sort(np.random.default_rng(spec.get("eval_seed", 0)).choice(len(eval_anchors), size, replace=False))
+        eval_anchors = eval_anchors.iloc[keep].reset_index(drop=True)
+    answers = pd.concat([anchors, eval_anchors]).groupby("sentence1")["sentence2"].agg(set).to_dict()
+    splits = [selection_rows(pool, rows, k, answers=answers, **options)
+              for pool, rows in ((train_pool, anchors.iloc[chosen].reset_index(drop=True)), (eval_pool, eval_anchors))]
+    info = {"train_examples": len(splits[0]), "eval_examples": len(splits[1]), "candidates": k}
+    return (*(_encode_selection(rows, tokenizer, spec.get("max_length", 128)) for rows in splits), info)
+
+
+def _encode_selection(rows: pd.DataFrame, tokenizer, max_length: int) -> list[dict[str, Any]]:
+    """One example per anchor: every `sentence1 [SEP] candidate` input under `choices`; `input_ids`
+    (the anchor alone) only orders evaluation batches by length."""
+    if rows.empty:
+        return []
+    k = len(rows["candidates"].iloc[0])
+    firsts = [first for first in rows["sentence1"] for _ in range(k)]
+    enc = tokenizer(firsts, [c for cands in rows["candidates"] for c in cands], truncation=True, max_length=max_length)
+    keys = [key for key in ("input_ids", "token_type_ids") if key in enc]
+    anchor_ids = tokenizer(rows["sentence1"].tolist(), truncation=True, max_length=max_length)["input_ids"]
+    return [{"input_ids": anchor_ids[i], "label": int(rows["label"].iloc[i]),
+             "choices": [{key: enc[key][i * k + j] for key in keys} for j in range(k)]} for i in range(len(rows))]
+
+
 def load_task(spec: Mapping[str, Any], tokenizer, *, model_kind: str = "encoder", seed: int = 0,
               data_root: str | os.PathLike = "resources/data") -> TaskData:
     """Read, select and encode a data set as the task block `spec` says.
@@ -159,9 +251,13 @@ def load_task(spec: Mapping[str, Any], tokenizer, *, model_kind: str = "encoder"
         raise ValueError(f"unknown task kind {kind!r}; allowed values are {list(KINDS)}")
     folder = Path(spec["dataset"]) if Path(spec["dataset"]).is_dir() else Path(data_root) / spec["dataset"]
     subset_seed = spec.get("subset_seed", seed)
+    metrics = list(spec.get("metrics") or DEFAULT_METRICS[kind])
+    if kind == "selection":
+        train_examples, eval_examples, info = _selection_task(folder, spec, tokenizer, subset_seed)
+        return TaskData(kind, train_examples, eval_examples, metrics, tokenizer.pad_token_id, num_labels=1,
+                        info={**info, "dataset": str(folder)})
     train = _rows(folder, spec.get("train_split", "train"), spec, spec.get("train_size"), subset_seed)
     evaluation = _rows(folder, spec.get("eval_split", "validation"), spec, spec.get("eval_size"), spec.get("eval_seed", 0))
-    metrics = list(spec.get("metrics") or DEFAULT_METRICS[kind])
     pad = tokenizer.pad_token_id
     info = {"train_examples": len(train), "eval_examples": len(evaluation), "dataset": str(folder)}
     if kind in ("regression", "classification"):

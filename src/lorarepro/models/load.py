@@ -124,7 +124,16 @@ def load_model(spec: Mapping[str, Any], *, num_labels: int | None = None, pad_to
     `{name, kind: encoder|causal_lm|seq2seq_lm|masked_lm, head: mean_pool|native|cosine, dtype, head_dropout,
     attn_implementation, num_layers}`; encoders get a head with `num_labels` outputs (1 = regression).
     `num_layers` keeps only the first blocks of the pretrained model (smoke tests of the plumbing).
+    `weights` is a state dict file (e.g. a retrained base) loaded over the pretrained weights.
     """
+    model = _pretrained(spec, num_labels=num_labels, pad_token_id=pad_token_id, models_root=models_root)
+    if spec.get("weights"):
+        model.load_state_dict(torch.load(spec["weights"], map_location="cpu", weights_only=True))
+    return model
+
+
+def _pretrained(spec: Mapping[str, Any], *, num_labels: int | None, pad_token_id: int | None,
+                models_root: str | os.PathLike) -> nn.Module:
     from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM,
                               AutoModelForSequenceClassification)
 

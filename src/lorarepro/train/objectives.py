@@ -5,7 +5,9 @@ predictions that the task's metrics compare with its references.
 - classification: cross-entropy on the head's logits;
 - prompted: each label word's log-likelihood after the prompt, cross-entropy over the label words
   (MeZO's `train_as_classification`); the prediction is the most likely word;
-- generation: token cross-entropy on the target continuation; greedy decoding for predictions.
+- generation: token cross-entropy on the target continuation; greedy decoding for predictions;
+- selection: the head's score of every (sentence, candidate) input, cross-entropy over each example's
+  candidates (ConvAI2's next-utterance selection); the prediction is the best-scored candidate.
 """
 
 from __future__ import annotations
@@ -148,8 +150,24 @@ class Generation(Objective):
         return example["reference"]
 
 
+class Selection(Objective):
+    """Pick the true candidate: a one-output head scores each `choices` input of an example."""
+
+    def scores(self, model: nn.Module, examples: Sequence[dict[str, Any]]) -> torch.Tensor:
+        """The head's score of every candidate of every example: [batch, candidates]."""
+        batch = self.batch([choice for e in examples for choice in e["choices"]])
+        return working_precision(model(**self.inputs(batch)).logits.squeeze(-1)).view(len(examples), -1)
+
+    def loss(self, model, examples):
+        labels = torch.tensor([e["label"] for e in examples], device=self.device)
+        return F.cross_entropy(self.scores(model, examples), labels)
+
+    def predict(self, model, examples):
+        return self.scores(model, examples).argmax(-1).tolist()
+
+
 OBJECTIVES = {"regression": Regression, "classification": Classification, "prompted": Prompted,
-              "generation": Generation}
+              "generation": Generation, "selection": Selection}
 
 
 def make_objective(data: TaskData, *, model_kind: str, device, tokenizer=None, **options) -> Objective:

@@ -81,3 +81,47 @@ def meta_lora_all_records():
         + meta_lora_theory_records()
         + meta_lora_spurious_records()
     )
+
+
+# Table 1's language-model experiment: retrain (method, seed) -> base.pt -> fine-tune every rank and
+# held-out task of that base -> Table 1.
+from lorarepro.experiments.meta_lora import lm as meta_lora_lm
+
+
+def meta_lora_lm_methods():
+    return meta_lora_lm.retrain_methods(settings("meta_lora", "lm"))
+
+
+def meta_lora_lm_retrain_dir(method):
+    return f"results/meta_lora/{meta_lora_lm.RETRAIN}/{method}/base/seed={{seed}}"
+
+
+def meta_lora_lm_finetune_records(method, seed="{seed}", name="metrics.json"):
+    """The run files of one fine-tuning job (one retrained base): every rank and held-out task."""
+    runs = meta_lora_lm.finetune_runs(settings("meta_lora", "lm"), method)
+    return [
+        f"results/meta_lora/{meta_lora_lm.FINETUNE}/{method}/{meta_lora_lm.finetune_setting(r, t)}/seed={seed}/{name}"
+        for r, t in runs
+    ]
+
+
+def meta_lora_lm_records(name="metrics.json"):
+    """Every run file of Table 1: the retraining runs and the fine-tuning runs of every base."""
+    retrain = [
+        f"{meta_lora_lm_retrain_dir(method).format(seed=seed)}/{name}"
+        for method in meta_lora_lm_methods()
+        for seed in seeds("meta_lora", "lm")
+    ]
+    finetune = [
+        path
+        for method in meta_lora_lm_methods()
+        for seed in seeds("meta_lora", "lm")
+        for path in meta_lora_lm_finetune_records(method, seed, name)
+    ]
+    return retrain + finetune
+
+
+def meta_lora_lm_assets():
+    """The data set and pretrained model the language-model jobs read (the DAG materialises them first)."""
+    lm = settings("meta_lora", "lm")
+    return {"data": dataset_dir(lm["task"]["dataset"]), "model": model_dir(lm["model"]["name"])}
