@@ -109,9 +109,11 @@ def run(job: Job, params: Mapping[str, Any], objective, threads: int):
 
 
 def record(out: Path, params, metrics, runtime, result, scale: str) -> None:
-    write_run(out, paper=PAPER, experiment=params["experiment"], method=params["method"], seed=params["seed"],
-              scale=scale, params=dict(params), metrics=metrics, runtime=runtime,
-              trace=pd.DataFrame(result.trace), diverged_at=result.diverged_at)
+    """One run's record; `result` is None for a run that did not train (no trace)."""
+    write_run(out, paper=params.get("paper", PAPER), experiment=params["experiment"], method=params["method"],
+              seed=params["seed"], scale=scale, params=dict(params), metrics=metrics, runtime=runtime,
+              trace=None if result is None else pd.DataFrame(result.trace),
+              diverged_at=None if result is None else result.diverged_at)
 
 
 def main(argv=None) -> None:
