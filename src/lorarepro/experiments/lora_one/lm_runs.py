@@ -1,6 +1,6 @@
 """One job of LoRA-One's language-model experiments: every run of one task, in one process.
 
-    python -m lorarepro.experiments.lora_one.lm_runs --params <json> --task rotten_tomatoes --threads 1
+    python -m lorarepro.experiments.lora_one.lm_runs --params <json> --experiment table2 --task rotten_tomatoes
 
 The model is loaded, the task tokenised and (with `cache_lower_layers`) the frozen lower layers run
 once, by the leaderboard's job loader; each run then copies the model. Engine methods (LoRA, LoRA+,
@@ -106,6 +106,7 @@ def untrained(job: Job, settings: Mapping[str, Any], task: str, method: str, see
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=json.loads, required=True, help="the experiment's settings (JSON)")
+    parser.add_argument("--experiment", required=True, choices=["table2", "fig6"])
     parser.add_argument("--task", required=True)
     parser.add_argument("--root", default="results")
     parser.add_argument("--threads", type=int, default=1)
@@ -113,7 +114,7 @@ def main(argv=None) -> None:
     parser.add_argument("--models-root", default="resources/models")
     args = parser.parse_args(argv)
     settings, task = args.params, args.task
-    experiment, scale = settings["experiment"], settings["scale"]
+    experiment, scale = args.experiment, settings["scale"]
     # the leaderboard's loader reads the held-out split twice when both splits are the same; that is all
     settings = {**settings, "selection_split": settings["report_split"], "sweep_seed": 0,
                 "methods": deep_merge(settings["methods"], settings["tasks"][task].get("method_options", {}))}
@@ -126,7 +127,8 @@ def main(argv=None) -> None:
         folder = Path(args.root) / PAPER / experiment / method / setting / f"seed={seed}"
         if is_trained(settings["methods"][method]):
             params = engine_params(settings, task, method, lr, seed, settings["report_split"])
-            params["train"]["eval_every"] = int(settings.get("eval_every", 0))
+            every = int(settings.get("eval_every", 0))  # a traced run (Figure 6) is scored from step 0
+            params["train"].update(eval_every=every, eval_at_start=every > 0)
             model, result, metrics, runtime = run(job, params, job.held_out, args.threads)
             metrics["peak_mb"] = runtime["run_peak_rss_mb"]
         else:

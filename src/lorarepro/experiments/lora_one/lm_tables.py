@@ -101,12 +101,12 @@ def table4(records: pd.DataFrame, output: str, scale: str) -> None:
 
 def fig6(records: pd.DataFrame, outputs: list[str], scale: str) -> None:
     traces = load_traces(records["path"])
-    metric = [c for c in ("accuracy", "pearson") if c in traces.columns][0]
-    frame = traces[traces[metric].notna()].assign(name=lambda f: f["method"].map(NAMES))
+    metric = [c for c in ("accuracy", "pearson") if f"eval_{c}" in traces.columns][0]
+    frame = traces[traces[f"eval_{metric}"].notna()].assign(name=lambda f: f["method"].map(NAMES))
     lrs = sorted(frame["params.lr"].unique(), reverse=True)
     fig, axes = figure(ncols=len(lrs), width=3.4)
     for ax, lr in zip(axes[0], lrs):
-        curves(ax, frame[frame["params.lr"] == lr], x="step", y=metric, hue="name",
+        curves(ax, frame[frame["params.lr"] == lr], x="step", y=f"eval_{metric}", hue="name",
                hue_order=[NAMES["lora_one"], NAMES["lora_one_p"]], spread="range")
         ax.set(title=f"lr = {lr:g}", xlabel="training step", ylabel=f"test {metric}")
         ax.legend(fontsize=7)
