@@ -20,9 +20,6 @@ average over tasks; `peak_mb` is the run's own resident-memory peak (the job's s
 
 from __future__ import annotations
 
-import argparse
-import copy
-import json
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -33,9 +30,9 @@ from lorarepro.adapters.gradient import target_linears, weight_gradients
 from lorarepro.adapters.matrix_inits import top_svd
 from lorarepro.config import deep_merge
 from lorarepro.experiments.leaderboard.grid import engine_params
-from lorarepro.experiments.leaderboard.run import Job, load_job, peak_rss_mb, record, reset_peak_rss, run
+from lorarepro.experiments.leaderboard.run import (Job, fresh_copy, job_parser, load_job, peak_rss_mb, record,
+                                                  reset_peak_rss, run)
 from lorarepro.experiments.lora_one.lm_grid import PAPER, is_trained, runs
-from lorarepro.models.load import MeanPooledHead
 from lorarepro.models.top_layers import top_layer_targets
 from lorarepro.records import Stopwatch
 from lorarepro.seeding import seed_everything
@@ -88,9 +85,7 @@ def untrained(job: Job, settings: Mapping[str, Any], task: str, method: str, see
     seed_everything(seed, threads=threads)
     tracked = reset_peak_rss()
     with Stopwatch(job.device) as watch:
-        model = copy.deepcopy(job.model)
-        if isinstance(model, MeanPooledHead):
-            model.reset_head()
+        model = fresh_copy(job)
         start = time.perf_counter()
         stepped = one_step(model, job.held_out, spec, values["one_step"], seed) if "one_step" in values else {}
         init_s = time.perf_counter() - start
@@ -104,14 +99,8 @@ def untrained(job: Job, settings: Mapping[str, Any], task: str, method: str, see
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", type=json.loads, required=True, help="the experiment's settings (JSON)")
+    parser = job_parser(__doc__)
     parser.add_argument("--experiment", required=True, choices=["table2", "fig6"])
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--root", default="results")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--data-root", default="resources/data")
-    parser.add_argument("--models-root", default="resources/models")
     args = parser.parse_args(argv)
     settings, task = args.params, args.task
     experiment, scale = args.experiment, settings["scale"]
