@@ -104,7 +104,7 @@ def fig6(records: pd.DataFrame, outputs: list[str], scale: str) -> None:
     metric = [c for c in ("accuracy", "pearson") if f"eval_{c}" in traces.columns][0]
     frame = traces[traces[f"eval_{metric}"].notna()].assign(name=lambda f: f["method"].map(NAMES))
     lrs = sorted(frame["params.lr"].unique(), reverse=True)
-    fig, axes = figure(ncols=len(lrs), width=3.4)
+    fig, axes = figure(ncols=len(lrs), width=3.4, sharey=True)
     for ax, lr in zip(axes[0], lrs):
         curves(ax, frame[frame["params.lr"] == lr], x="step", y=f"eval_{metric}", hue="name",
                hue_order=[NAMES["lora_one"], NAMES["lora_one_p"]], spread="range")
