@@ -281,3 +281,34 @@ def test_compressed_deep_lora_follows_the_full_width_trajectory(d_out, d_in):
     assert moved > 0.5  # the adapter really learned something
     for a, b in zip(full_deltas, small_deltas):
         assert (a - b).square().sum() <= bound * (1 + 1e-6)
+
+
+def test_lora_one_matches_a_hand_computation_of_algorithm_1(setting):
+    """Algorithm 1 as the authors' code does it, computed here without the engine's helpers: ∇W summed
+    over single-example backward passes on the first 8 training examples and divided by their number,
+    the SVD of −∇W, S/S₀ and 1/√s on both factors, rsLoRA's α/√r on top, W₀ untouched."""
+    from lorarepro.train.run import attach_adapter
+
+    pretrained_model, objective, _ = setting
+    s, examples = 16.0, 8
+    spec = {"init": "lora_one", "r": R, "alpha": ALPHA, "rslora": True, "targets": TARGETS,
+            "init_options": {"scale": s, "svd": "full"}, "gradient": {"examples": examples, "batch_size": 1}}
+    model, _ = attach_adapter(copy.deepcopy(pretrained_model), objective, spec, seed=0)
+
+    reference = copy.deepcopy(pretrained_model).eval()
+    weights = {name: m.weight for name, m in target_linears(reference, TARGETS).items()}
+    total = {name: torch.zeros_like(w) for name, w in weights.items()}
+    for example in objective.data.train[:examples]:
+        grads = torch.autograd.grad(objective.loss(reference, [example]), list(weights.values()))
+        for name, g in zip(weights, grads):
+            total[name] += g / examples
+    for name, layer in lora_layers(model).items():
+        U, S, Vh = torch.linalg.svd(-total[name], full_matrices=False)
+        root = torch.sqrt(S[:R] / S[0] / s)
+        A, B = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+        # The factors up to the sign of each singular pair: their Gram matrices and their product.
+        torch.testing.assert_close(A @ A.T, torch.diag(root**2), rtol=0, atol=1e-10)
+        torch.testing.assert_close(B.T @ B, torch.diag(root**2), rtol=0, atol=1e-10)
+        torch.testing.assert_close(B @ A, (U[:, :R] * root) @ (root[:, None] * Vh[:R]), rtol=0, atol=1e-10)
+        torch.testing.assert_close(layer.get_delta_weight("default"), ALPHA / R**0.5 * B @ A)
+        assert torch.equal(layer.get_base_layer().weight, weights[name])

@@ -5,6 +5,8 @@
 #   fig4      LoRA-One vs LoRA-GA vs LoRA-SB, one job per rank case, seeds batched
 #   prec_gd   GD vs Prec-GD over κ(Δ) (Theorem C.21), one job
 #   fig1c     MNIST: pretrain on odd digits, then Full FT / LoRA / LoRA-One on even digits, per seed
+#   table2    language models: every method (and the untrained rows) on each task, one job per task
+#   fig6      language models: LoRA-One vs LoRA-One-P across learning rates, one job per task
 
 
 rule lora_one_fig2:
@@ -146,6 +148,94 @@ rule lora_one_fig1c:
     shell:
         "python -m lorarepro.experiments.lora_one.fig1c --params {params.cfg:q} --root results"
         " --inputs {input} --outputs {output.landscape} > {log} 2>&1"
+
+
+for _exp in LORA_ONE_LM:
+    for _task in lora_one_lm_tasks(_exp):
+
+        rule:
+            name:
+                f"lora_one_{_exp}_{_task}"
+            input:
+                **lora_one_lm_assets(_exp, _task),
+            output:
+                records=lora_one_lm_records(_exp, _task),
+            params:
+                cfg=lora_one_lm_params(_exp),
+                experiment=_exp,
+                task=_task,
+            log:
+                f"results/logs/lora_one/{_exp}/{_task}.log",
+            benchmark:
+                f"results/benchmarks/rules/lora_one/{_exp}/{_task}.tsv"
+            group: group_for("lora_one", _exp)
+            threads: threads_for("lora_one", _exp)
+            resources:
+                mem_mb=mem_mb_for("lora_one", _exp),
+                runtime=runtime_for("lora_one", _exp),
+                gpu=gpu_for("lora_one", _exp),
+            conda:
+                ENV_CPU
+            shell:
+                "python -m lorarepro.experiments.lora_one.lm_runs --params {params.cfg:q} --experiment {params.experiment}"
+                " --task {params.task} --threads {threads}"
+                " --data-root $(dirname {input.data}) --models-root $(dirname {input.model})"
+                " --root results > {log} 2>&1"
+
+
+rule lora_one_table2:
+    input:
+        lora_one_lm_records("table2"),
+    output:
+        lora_one_table("table_2"),
+        lora_one_table("table_4"),
+    log:
+        "results/logs/lora_one/table2.log",
+    benchmark:
+        "results/benchmarks/rules/lora_one/table2.tsv"
+    group: SUMMARIES_GROUP
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(),
+        runtime=runtime_for(),
+    conda:
+        ENV_REPORT
+    params:
+        scale=SCALE,
+    shell:
+        "python -m lorarepro.experiments.lora_one.lm_tables table2 --scale {params.scale} --inputs {input}"
+        " --outputs {output} > {log} 2>&1"
+
+
+rule lora_one_fig6:
+    input:
+        lora_one_lm_records("fig6"),
+    output:
+        figure_files("lora_one", "figure_6"),
+    log:
+        "results/logs/lora_one/fig6.log",
+    benchmark:
+        "results/benchmarks/rules/lora_one/fig6.tsv"
+    group: SUMMARIES_GROUP
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for(),
+        runtime=runtime_for(),
+    conda:
+        ENV_REPORT
+    params:
+        scale=SCALE,
+    shell:
+        "python -m lorarepro.experiments.lora_one.lm_tables fig6 --scale {params.scale} --inputs {input}"
+        " --outputs {output} > {log} 2>&1"
+
+
+register(
+    "lora_one",
+    records=lora_one_lm_records("table2") + lora_one_lm_records("fig6"),
+    tables=[lora_one_table("table_2"), lora_one_table("table_4")],
+    figures=figure_files("lora_one", "figure_6"),
+)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -72,3 +72,30 @@ def lora_one_fig1c_landscape(seed="{seed}"):
 
 def lora_one_table(name):
     return f"results/{LORA_ONE}/tables/{name}.csv"
+
+
+# ---- language-model runs (Table 2, Figure 6): one job per (experiment, task) ------------------------
+from lorarepro.experiments.lora_one import lm_grid as lora_one_lm_grid
+
+LORA_ONE_LM = ["table2", "fig6"]
+
+
+def lora_one_lm_tasks(experiment):
+    return list(settings(LORA_ONE, experiment).get("tasks", {}))
+
+
+def lora_one_lm_records(experiment, task=None, name="metrics.json"):
+    """The run files of one task's job, or of every task of the experiment."""
+    tasks = [task] if task else lora_one_lm_tasks(experiment)
+    return [p for t in tasks for p in lora_one_lm_grid.run_records(settings(LORA_ONE, experiment), experiment, t, name)]
+
+
+def lora_one_lm_assets(experiment, task):
+    """The data set and model folders a job reads (materialised first)."""
+    spec = settings(LORA_ONE, experiment)["tasks"][task]
+    return {"data": dataset_dir(spec["task"]["dataset"]), "model": model_dir(spec["model"]["name"])}
+
+
+def lora_one_lm_params(experiment):
+    """The job's settings as JSON, passed verbatim (prompt templates hold braces)."""
+    return verbatim(lora_one_params(experiment))

@@ -91,6 +91,7 @@ def engine_params(settings: Mapping[str, Any], task: str, method: str, lr: float
     """The engine's parameter blocks (see lorarepro.train.run) of one run."""
     spec, values = settings["tasks"][task], settings["methods"][method]
     adapter = {"init": values["init"], "r": settings["rank"], "alpha": settings.get("alpha", settings["rank"]),
+               "rslora": bool(settings.get("rslora", False)),
                "targets": spec["targets"], "train_modules": spec.get("train_modules", []),
                "init_options": values.get("init_options", {}), "gradient": settings.get("gradient", {})}
     optimizer = deep_merge({"name": "adamw"}, values.get("optimizer", {}))

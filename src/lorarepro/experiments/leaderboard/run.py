@@ -86,15 +86,21 @@ def load_job(settings: Mapping[str, Any], task: str, *, data_root: str, models_r
     return Job(model, objective, held_out, time.perf_counter() - start, str(objective.device))
 
 
+def fresh_copy(job: Job):
+    """A copy of the job's loaded model, with a new head from the (seeded) global generator."""
+    model = copy.deepcopy(job.model)
+    if isinstance(model, MeanPooledHead):
+        model.reset_head()
+    return model
+
+
 def run(job: Job, params: Mapping[str, Any], objective, threads: int):
     """Copy the loaded model, attach the run's adapter, train; returns (model, result, metrics, runtime)."""
     seed = params["seed"]
     seed_everything(seed, threads=threads)
     tracked = reset_peak_rss()
     with Stopwatch(job.device) as watch:
-        model = copy.deepcopy(job.model)
-        if isinstance(model, MeanPooledHead):
-            model.reset_head()
+        model = fresh_copy(job)
         adapter = dict(params["adapter"])
         if params.get("adapt_top"):
             adapter["targets"] = top_layer_targets(model, adapter["targets"], params["adapt_top"])
@@ -122,20 +128,27 @@ def warm_up(job: Job, settings: Mapping[str, Any], task: str, threads: int) -> N
 
 
 def record(out: Path, params, metrics, runtime, result, scale: str) -> None:
-    write_run(out, paper=PAPER, experiment=params["experiment"], method=params["method"], seed=params["seed"],
-              scale=scale, params=dict(params), metrics=metrics, runtime=runtime,
-              trace=pd.DataFrame(result.trace), diverged_at=result.diverged_at)
+    """One run's record; `result` is None for a run that did not train (no trace)."""
+    write_run(out, paper=params.get("paper", PAPER), experiment=params["experiment"], method=params["method"],
+              seed=params["seed"], scale=scale, params=dict(params), metrics=metrics, runtime=runtime,
+              trace=None if result is None else pd.DataFrame(result.trace),
+              diverged_at=None if result is None else result.diverged_at)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", type=json.loads, required=True, help="the leaderboard settings (JSON)")
+def job_parser(description: str) -> argparse.ArgumentParser:
+    """The command line of a job that runs many engine runs of one task (settings JSON, task, folders)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=json.loads, required=True, help="the job's settings (JSON)")
     parser.add_argument("--task", required=True)
     parser.add_argument("--root", default="results")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data-root", default="resources/data")
     parser.add_argument("--models-root", default="resources/models")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = job_parser(__doc__).parse_args(argv)
     settings, task = args.params, args.task
     scale, device = settings["scale"], str(resolve_device(settings.get("device", "auto")))
     seed_everything(int(settings.get("sweep_seed", 0)), threads=args.threads)
