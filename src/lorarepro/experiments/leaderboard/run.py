@@ -114,13 +114,10 @@ def run(job: Job, params: Mapping[str, Any], objective, threads: int):
     return model, result, summarize(result, info), runtime
 
 
-def warm_up(job: Job, settings: Mapping[str, Any], task: str, threads: int) -> None:
-    """One short, unrecorded run before the timed ones: the first run in a process pays one-time costs
-    (thread pools, allocator growth, kernel choice) that would otherwise inflate the wall time and peak
-    memory of whichever method happens to run first."""
-    method = task_methods(settings, task)[0]
-    params = engine_params(settings, task, method, lr_grid(settings, method)[0], int(settings.get("sweep_seed", 0)),
-                           settings["selection_split"])
+def warm_up(job: Job, params: Mapping[str, Any], threads: int) -> None:
+    """One short, unrecorded run (of `params`, a run's engine parameters) before the timed ones: the first
+    run in a process pays one-time costs (thread pools, allocator growth, kernel choice) that would
+    otherwise inflate the wall time and peak memory of whichever method happens to run first."""
     params = {**params, "train": {**params["train"], "steps": 1, "eval_at_start": False}}
     objective = copy.copy(job.validation)
     objective.data = dataclasses.replace(objective.data, eval=objective.data.eval[:TrainConfig.eval_batch_size])
@@ -157,7 +154,9 @@ def main(argv=None) -> None:
     root = Path(args.root) / PAPER / task
     sweep_seed = int(settings.get("sweep_seed", 0))
     print(f"{task}: setup {job.setup_s:.1f} s; selecting on validation {primary}", flush=True)
-    warm_up(job, settings, task, args.threads)
+    first = task_methods(settings, task)[0]
+    first_lr = lr_grid(settings, first)[0]
+    warm_up(job, engine_params(settings, task, first, first_lr, sweep_seed, settings["selection_split"]), args.threads)
     for method in task_methods(settings, task):
         scores, best = {}, None
         for lr in lr_grid(settings, method):

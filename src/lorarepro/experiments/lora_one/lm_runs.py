@@ -31,7 +31,7 @@ from lorarepro.adapters.matrix_inits import top_svd
 from lorarepro.config import deep_merge
 from lorarepro.experiments.leaderboard.grid import engine_params
 from lorarepro.experiments.leaderboard.run import (Job, fresh_copy, job_parser, load_job, peak_rss_mb, record,
-                                                  reset_peak_rss, run)
+                                                  reset_peak_rss, run, warm_up)
 from lorarepro.experiments.lora_one.lm_grid import PAPER, is_trained, runs
 from lorarepro.models.top_layers import top_layer_targets
 from lorarepro.records import Stopwatch
@@ -112,6 +112,11 @@ def main(argv=None) -> None:
                    device=str(resolve_device(settings.get("device", "auto"))))
     primary = job.held_out.data.primary_metric
     print(f"{experiment}/{task}: setup {job.setup_s:.1f} s; scoring test {primary}", flush=True)
+    trained = [(method, lr, seed) for method, lr, _, seed in runs(settings, task)
+               if is_trained(settings["methods"][method])]
+    if trained:
+        method, lr, seed = trained[0]
+        warm_up(job, engine_params(settings, task, method, lr, seed, settings["report_split"]), args.threads)
     for method, lr, setting, seed in runs(settings, task):
         folder = Path(args.root) / PAPER / experiment / method / setting / f"seed={seed}"
         if is_trained(settings["methods"][method]):
