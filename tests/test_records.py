@@ -143,12 +143,14 @@ def test_records_and_traces_flatten_for_aggregation(tmp_path):
 
 @pytest.mark.parametrize("name", ["wall_s", "wall_s_to_tol", "step_s_median", "feature_load_s", "peak_mb",
                                   "memory_gb", "step_ms", "gd_gflops", "gd_matmul_efficiency",
-                                  "wall_speedup_vs_narrow", "init_share"])
+                                  "wall_speedup_vs_narrow", "init_share", "runtime.wall_s", "memory overhead MB",
+                                  "LoRA-One init share %", "LoRA: wall time (peak memory)"])
 def test_machine_metrics_are_told_apart(name):
     assert is_machine_metric(name)
 
 
 @pytest.mark.parametrize("name", ["rank_zero_share", "sv_top_r_share", "n_samples", "best_spearman", "mc_sem",
-                                  "one_step_error", "steps_done", "train_loss_last", "seeds_needed"])
+                                  "one_step_error", "steps_done", "train_loss_last", "seeds_needed",
+                                  "LoRA-One score", "Pearson (MSRvid)", "LoRA's accuracy"])
 def test_method_metrics_are_not_machine_metrics(name):
     assert not is_machine_metric(name)

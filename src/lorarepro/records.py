@@ -30,12 +30,13 @@ TRACE_FILE = "trace.parquet"
 STATUSES = ("ok", "diverged")
 # Metrics of the machine rather than of the method (times, throughput, memory): reruns of one seed
 # differ in them, so comparisons of reruns (a resumed run, a cluster run) leave them out.
-_MACHINE_METRIC = re.compile(r"(?:^|_)(?:s|ms|wall|gflops|speedup|efficiency|mb|gb)(?:_|$)|^init_share$")
+_MACHINE_METRIC = re.compile(r"(?:^|_)(?:s|ms|wall|gflops|speedup|efficiency|mb|gb|init_share)(?:_|$)")
 
 
 def is_machine_metric(name: str) -> bool:
-    """`wall_s_to_tol`, `step_s_median`, `peak_mb`, `gd_gflops`, `init_share`: yes; `rank_zero_share`: no."""
-    return bool(_MACHINE_METRIC.search(name))
+    """`wall_s_to_tol`, `step_s_median`, `peak_mb`, `gd_gflops`, `init_share`, a table column
+    `memory overhead MB`: yes; `rank_zero_share`: no. Words are read apart whatever separates them."""
+    return bool(_MACHINE_METRIC.search(re.sub(r"[^0-9a-z]+", "_", name.lower().replace("'", ""))))
 # Fields that legitimately differ between two runs of the same job.
 TIMING_FIELDS = ("runtime",)
 
