@@ -15,6 +15,7 @@ from lorarepro.report import cluster_plan
 
 pytestmark = pytest.mark.workflow
 PAPERS = ["meta_lora", "ntk_lora", "lora_one", "nora", "deep_lora"]
+SYNTHETIC_PARTS = [f"{paper}_synthetic" for paper in ("meta_lora", "lora_one", "nora", "deep_lora")]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def test_dry_run_at_every_scale(scratch, scale):
     assert "paper_report" in proc.stdout and "index_report" in proc.stdout
 
 
-@pytest.mark.parametrize("target", PAPERS + ["regenerate_paper_figures", "reports", "resources"])
+@pytest.mark.parametrize("target", PAPERS + SYNTHETIC_PARTS + ["regenerate_paper_figures", "reports", "resources"])
 def test_named_targets_resolve(scratch, target):
     snakemake(scratch, "-n", "--quiet", "--config", "scale=smoke", "--", target)
 

@@ -156,6 +156,13 @@ rule deep_lora_figures:
         "python -m lorarepro.experiments.deep_lora.figures --records {input} --out {output} > {log} 2>&1"
 
 
+rule deep_lora_synthetic:
+    """The deep matrix factorization and completion part of the paper alone (Figures 2-5, 9, 10):
+    CPU minutes, no language model."""
+    input:
+        rules.deep_lora_figures.output,
+
+
 rule deep_lora_fewshot:
     input:
         deep_lora_lm_assets("fewshot"),

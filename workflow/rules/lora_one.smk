@@ -289,3 +289,12 @@ register(
     "lora_one",
     records=sorted({p for _inputs, _, _ in LORA_ONE_PLOTS.values() for p in _inputs if p.endswith("metrics.json")}),
 )
+
+
+rule lora_one_synthetic:
+    """The linear, ReLU and MNIST part of the paper alone (Figures 1c, 2, 3, 4, Theorem C.21): CPU
+    minutes, no language model."""
+    input:
+        [path for _, figure, table in LORA_ONE_PLOTS.values()
+         for path in figure_files("lora_one", figure) + ([lora_one_table(table)] if table else [])],
+

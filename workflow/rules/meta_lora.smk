@@ -147,6 +147,14 @@ rule meta_lora_tables:
         "python -m lorarepro.experiments.meta_lora.tables --records {input} --out {output.csv} > {log} 2>&1"
 
 
+rule meta_lora_synthetic:
+    """The linear and shallow-network part of the paper alone (Figures 1-5, the theory and spurious-
+    minimum checks, their tables): CPU minutes, no language model."""
+    input:
+        rules.meta_lora_figures.output,
+        rules.meta_lora_tables.output,
+
+
 # Table 1 (language model): one retraining job per (method, seed), saving the retrained base; one
 # fine-tuning job per base (every rank and held-out task); the table from every fine-tuning run.
 for _method in meta_lora_lm_methods():
