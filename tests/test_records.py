@@ -71,6 +71,20 @@ def test_same_seed_is_bitwise_identical_and_seeds_differ(tmp_path):
     assert first["metrics"]["final_loss"] != other["metrics"]["final_loss"]
 
 
+def test_each_stopwatch_block_reports_its_own_memory_peak():
+    """Jobs that run many methods in one process compare their peaks: a block after a large one must
+    not inherit the earlier block's high-water mark."""
+    with Stopwatch() as big:
+        held = np.ones(400 * 2**20 // 8)  # 400 MB, touched
+        held[::512] = 2.0
+    del held
+    with Stopwatch() as small:
+        np.ones(10)
+    if big.runtime()["peak_rss_scope"] != "block":
+        pytest.skip("this platform cannot reset the resident-memory high-water mark")
+    assert big.runtime()["peak_rss_mb"] - small.runtime()["peak_rss_mb"] > 300
+
+
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out.json"
     with pytest.raises(RuntimeError):

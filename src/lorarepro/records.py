@@ -78,14 +78,41 @@ def _git_commit() -> str:
         return "unknown"
 
 
+_CLEAR_REFS, _STATUS = Path("/proc/self/clear_refs"), Path("/proc/self/status")
+
+
+def reset_peak_rss() -> bool:
+    """Restart the kernel's resident-memory high-water mark (Linux), so that a process running many
+    runs reports each run's own peak; False where it cannot, and the peak is then the process's."""
+    try:
+        _CLEAR_REFS.write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """The resident-memory high-water mark since the last `reset_peak_rss` (since the process began
+    where there is no /proc)."""
+    for line in _STATUS.read_text().splitlines() if _STATUS.exists() else []:
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 class Stopwatch:
-    """Wall time and peak memory (CPU RSS of this process, and CUDA if it was used) of a block."""
+    """Wall time and peak memory (resident memory, and CUDA if it was used) of a block, read when the
+    block ends. The peaks are the block's own (`peak_rss_scope: block`) where the platform lets them
+    be reset, else the process's so far; blocks do not nest."""
 
     def __init__(self, device: str = "cpu"):
         self.device = device
         self.wall_s: float | None = None
+        self.peak_rss_mb: float | None = None
+        self.peak_gpu_mb: float | None = None
 
     def __enter__(self) -> "Stopwatch":
+        self._own_peak = reset_peak_rss()
         if self.device.startswith("cuda"):
             import torch
 
@@ -99,18 +126,18 @@ class Stopwatch:
             import torch
 
             torch.cuda.synchronize()
+            self.peak_gpu_mb = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         self.wall_s = time.perf_counter() - self._t0
+        self.peak_rss_mb = round(peak_rss_mb(), 1)
 
     def runtime(self, seeds_in_job: int = 1) -> dict[str, Any]:
         import torch
 
-        peak_gpu = None
-        if self.device.startswith("cuda") and torch.cuda.is_available():
-            peak_gpu = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         return {
             "wall_s": round(self.wall_s, 4) if self.wall_s is not None else None,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "peak_gpu_mb": peak_gpu,
+            "peak_rss_mb": self.peak_rss_mb,
+            "peak_rss_scope": "block" if self._own_peak else "process",
+            "peak_gpu_mb": self.peak_gpu_mb,
             "device": self.device,
             "threads": torch.get_num_threads(),
             "seeds_in_job": seeds_in_job,

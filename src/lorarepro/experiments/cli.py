@@ -33,10 +33,14 @@ def parse_paths(description: str, *flags: str, argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def resolve_device(requested: str) -> str:
-    """`auto` is CUDA when a GPU is visible, else CPU."""
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
+def job_parser(description: str) -> argparse.ArgumentParser:
+    """The command line of a job that runs many engine runs of one task (train/job.py): settings JSON,
+    task, threads and the folders of results and assets; scripts add their own flags."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=json.loads, required=True, help="JSON object of resolved settings")
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--root", default="results", help="folder that holds results/<paper>/...")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data-root", default="resources/data")
+    parser.add_argument("--models-root", default="resources/models")
+    return parser

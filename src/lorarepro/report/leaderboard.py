@@ -140,7 +140,7 @@ def runs_frame(records: pd.DataFrame) -> pd.DataFrame:
     records = records.reset_index(drop=True)
     metric = records["params.task"].map(primary_metric)
     value = [row.get(f"metrics.{m}") for m, (_, row) in zip(metric, records.iterrows())]
-    peak = records["runtime.run_peak_rss_mb"].fillna(records["runtime.peak_rss_mb"])
+    peak = records["runtime.peak_rss_mb"]
     if "runtime.peak_gpu_mb" in records and records["runtime.peak_gpu_mb"].notna().any():
         peak = records["runtime.peak_gpu_mb"]
     return pd.DataFrame({"task": records["experiment"], "method": records["method"], "seed": records["seed"],

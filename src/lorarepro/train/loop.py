@@ -11,7 +11,6 @@ that stops being finite ends the run as diverged, which is a result, not an erro
 from __future__ import annotations
 
 import math
-import resource
 import sys
 import time
 from dataclasses import dataclass, field, fields
@@ -25,6 +24,7 @@ from tqdm.auto import tqdm
 from lorarepro.data.tasks import BatchSampler
 from lorarepro.metrics.tasks import score
 from lorarepro.optim.schedules import lr_schedule
+from lorarepro.records import peak_rss_mb
 from lorarepro.train.checkpoint import load_checkpoint, save_checkpoint
 from lorarepro.train.objectives import Objective, predict_all
 
@@ -70,7 +70,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _memory(device: torch.device) -> dict[str, float]:
-    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    out = {"peak_rss_mb": peak_rss_mb()}
     if device.type == "cuda":
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return out

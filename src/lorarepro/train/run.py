@@ -31,6 +31,7 @@ import torch
 
 from lorarepro.adapters.build import build_adapter
 from lorarepro.data.tasks import load_task
+from lorarepro.device import resolve_device
 from lorarepro.models.load import load_model, load_tokenizer, resolve_model
 from lorarepro.optim.lora_optimizers import build_optimizer
 from lorarepro.records import Stopwatch, write_run
@@ -43,14 +44,6 @@ TASK_TYPES = {"causal_lm": "CAUSAL_LM", "seq2seq_lm": "SEQ_2_SEQ_LM"}
 # A probe sees the adapted model before training; what it returns sees the trained model and its
 # run folder, and gives extra metrics for the record.
 Probe = Callable[[torch.nn.Module], Callable[[torch.nn.Module, Path], Mapping[str, Any]]]
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} was requested but CUDA is not available; set `device: cpu`")
-    return torch.device(device)
 
 
 def gradient_batches(train_examples, spec: Mapping[str, Any], seed: int) -> list[list[dict]]:

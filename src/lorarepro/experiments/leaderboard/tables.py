@@ -37,7 +37,7 @@ def notes(settings) -> str:
             f"difference of the observed size and spread needs to be significant. Adapted layers: {top or 'all'}; "
             f"frozen lower layers cached (no dropout below the adapters): {', '.join(cached) or 'none'}. "
             f"`wall_s`: one run's time (adapter init, training, evaluation), without the job's shared model "
-            f"loading and caching; `peak_mb`: the largest resident memory of a run's process.")
+            f"loading and caching; `peak_mb`: the largest resident memory during a run (the job's shared model included).")
 
 
 def main(argv=None) -> None:

@@ -3,9 +3,9 @@
     python -m lorarepro.experiments.lora_one.lm_runs --params <json> --experiment table2 --task rotten_tomatoes
 
 The model is loaded, the task tokenised and (with `cache_lower_layers`) the frozen lower layers run
-once, by the leaderboard's job loader; each run then copies the model. Engine methods (LoRA, LoRA+,
-P-LoRA, PiSSA, LoRA-GA, LoRA-One, LoRA-One-P) train through the leaderboard's `run` (the engine's
-adapter, optimizer and loop); the untrained rows of Table 2 are computed here:
+once (train/job.py); each run then copies the model. Engine methods (LoRA, LoRA+, P-LoRA, PiSSA,
+LoRA-GA, LoRA-One, LoRA-One-P) train through `train.job.run` (the engine's adapter, optimizer and
+loop); the untrained rows of Table 2 are computed here:
 
 - Pre-train: the pretrained encoder with its (seeded, untrained) head;
 - one-step full gradient: W ← W₀ − η·∇W on every adapted layer and the head, ∇W averaged over the
@@ -29,15 +29,16 @@ import torch
 from lorarepro.adapters.gradient import target_linears, weight_gradients
 from lorarepro.adapters.matrix_inits import top_svd
 from lorarepro.config import deep_merge
+from lorarepro.device import resolve_device
+from lorarepro.experiments.cli import job_parser
 from lorarepro.experiments.leaderboard.grid import engine_params
-from lorarepro.experiments.leaderboard.run import (Job, fresh_copy, job_parser, load_job, peak_rss_mb, record,
-                                                  reset_peak_rss, run, warm_up)
 from lorarepro.experiments.lora_one.lm_grid import PAPER, is_trained, runs
 from lorarepro.models.top_layers import top_layer_targets
 from lorarepro.records import Stopwatch
 from lorarepro.seeding import seed_everything
+from lorarepro.train.job import Job, fresh_copy, load_job, record, run, warm_up
 from lorarepro.train.loop import evaluate
-from lorarepro.train.run import gradient_batches, resolve_device
+from lorarepro.train.run import gradient_batches
 
 
 def adapted_weights(model, spec: Mapping[str, Any]) -> dict[str, torch.nn.Parameter]:
@@ -83,19 +84,18 @@ def untrained(job: Job, settings: Mapping[str, Any], task: str, method: str, see
     """Pre-train or a one-step update of a fresh copy of the job's model; returns (params, metrics, runtime)."""
     spec, values = settings["tasks"][task], settings["methods"][method]
     seed_everything(seed, threads=threads)
-    tracked = reset_peak_rss()
     with Stopwatch(job.device) as watch:
         model = fresh_copy(job)
         start = time.perf_counter()
         stepped = one_step(model, job.held_out, spec, values["one_step"], seed) if "one_step" in values else {}
         init_s = time.perf_counter() - start
         metrics = evaluate(model, job.held_out, job.held_out.data.eval, settings["train"]["eval_batch_size"])
-    peak = peak_rss_mb() if tracked else None
+    runtime = {**watch.runtime(), "job_setup_s": round(job.setup_s, 3)}
     params = {"paper": PAPER, "method": method, "seed": seed, "model": spec["model"],
               "task": {**spec["task"], "eval_split": settings["report_split"]}, "targets": spec["targets"],
               "adapt_top": spec.get("adapt_top"), **values}
-    metrics = {**metrics, **stepped, "init_s": init_s, "trainable_params": 0, "peak_mb": peak}
-    return params, metrics, {**watch.runtime(), "job_setup_s": round(job.setup_s, 3)}
+    metrics = {**metrics, **stepped, "init_s": init_s, "trainable_params": 0, "peak_mb": runtime["peak_rss_mb"]}
+    return params, metrics, runtime
 
 
 def main(argv=None) -> None:
@@ -124,13 +124,13 @@ def main(argv=None) -> None:
             every = int(settings.get("eval_every", 0))  # a traced run (Figure 6) is scored from step 0
             params["train"].update(eval_every=every, eval_at_start=every > 0)
             model, result, metrics, runtime = run(job, params, job.held_out, args.threads)
-            metrics["peak_mb"] = runtime["run_peak_rss_mb"]
+            metrics["peak_mb"] = runtime["peak_rss_mb"]
         else:
             params, metrics, runtime = untrained(job, settings, task, method, seed, args.threads)
             result = None
         params = {**params, "paper": PAPER, "experiment": experiment, "task_name": task, "lr": lr}
         metrics["score"] = metrics.get(primary)
-        record(folder, params, metrics, runtime, result, scale)
+        record(folder, PAPER, params, metrics, runtime, result, scale)
         print(f"  {method} lr={lr} seed={seed}: {primary} {metrics.get(primary)}", flush=True)
 
 

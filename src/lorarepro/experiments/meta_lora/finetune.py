@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from lorarepro.config import seeds_of
-from lorarepro.experiments.cli import resolve_device
+from lorarepro.device import resolve_device
 from lorarepro.experiments.meta_lora import grid, job
 from lorarepro.experiments.meta_lora.instance import default_linear_init, truth as make_truth
 from lorarepro.metrics.spectral import tail_energy
@@ -94,7 +94,7 @@ def main(argv=None) -> None:
     s = grid.resolve(params)
     seeds = seeds_of(s)
     root = grid.results_root(args.records[0])
-    device = resolve_device(params["device"]) if args.model == "shallow" else "cpu"  # as in retraining
+    device = str(resolve_device(params["device"])) if args.model == "shallow" else "cpu"  # as in retraining
     runs = grid.finetune_runs(params)
     expected = {str(run_dir(root, grid.PAPER, f"{args.model}_{sweep}", method, setting, seed) / "metrics.json")
                 for sweep, method, setting in runs for seed in seeds}

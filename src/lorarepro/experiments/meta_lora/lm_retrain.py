@@ -28,6 +28,7 @@ import torch
 
 from lorarepro.adapters.multitask import adapter_parameters, base_parameters, build_task_adapters
 from lorarepro.data.tasks import BatchSampler, load_task
+from lorarepro.device import resolve_device
 from lorarepro.experiments.meta_lora.lm import PAPER, RETRAIN, retrain_adapter, retrain_tasks
 from lorarepro.io import atomic_path
 from lorarepro.models.load import load_model, load_tokenizer, resolve_model
@@ -36,11 +37,11 @@ from lorarepro.records import Stopwatch, write_run
 from lorarepro.seeding import seed_everything
 from lorarepro.train.meta import meta_step
 from lorarepro.train.objectives import make_objective
-from lorarepro.train.run import resolve_device
 
 
 def retrain(settings, method: str, seed: int, *, data_root: str, models_root: str):
-    """The retrained model (adapters unloaded), its trace and the step at which it diverged (or None)."""
+    """The retrained model (adapters unloaded), its trace, the step at which it diverged (or None) and the
+    number of parameters retraining trained (the base's and, for LoRA-ML, every task's adapter)."""
     device = resolve_device(settings.get("device", "auto"))
     spec, method_spec = settings["retrain"], settings["methods"][method]
     tokenizer = load_tokenizer(resolve_model(settings["model"]["name"], models_root))
@@ -77,8 +78,9 @@ def retrain(settings, method: str, seed: int, *, data_root: str, models_root: st
         if not math.isfinite(loss):
             diverged_at = step
             break
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     model = model.unload() if adapter is not None else model
-    return model, trace, diverged_at
+    return model, trace, diverged_at, trainable
 
 
 def main(argv=None) -> None:
@@ -95,14 +97,14 @@ def main(argv=None) -> None:
     settings = args.params
     seed_everything(args.seed, threads=args.threads)
     with Stopwatch(str(resolve_device(settings.get("device", "auto")))) as watch:
-        model, trace, diverged_at = retrain(settings, args.method, args.seed, data_root=args.data_root,
+        model, trace, diverged_at, trainable = retrain(settings, args.method, args.seed, data_root=args.data_root,
                                             models_root=args.models_root)
         with atomic_path(args.base) as tmp:
             torch.save(model.state_dict(), tmp)
     tail = [row["loss"] for row in trace[-max(1, len(trace) // 10):]]
     metrics = {"steps_done": len(trace), "train_loss_last": float(np.mean(tail)),
                "step_s_median": statistics.median(row["step_s"] for row in trace),
-               "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+               "trainable_params": trainable}
     record = write_run(Path(args.record).parent, paper=PAPER, experiment=RETRAIN, method=args.method, seed=args.seed,
                        scale=settings["scale"], params={**settings, "threads": args.threads}, metrics=metrics,
                        runtime=watch.runtime(), trace=pd.DataFrame(trace), diverged_at=diverged_at)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from lorarepro.config import seeds_of
-from lorarepro.experiments.cli import resolve_device
+from lorarepro.device import resolve_device
 from lorarepro.experiments.meta_lora import job
 from lorarepro.experiments.meta_lora.grid import PAPER, bases_file, parse_setting, resolve, results_root, retrain_points
 from lorarepro.experiments.meta_lora.instance import default_linear_init, truth as make_truth
@@ -92,7 +92,7 @@ def main(argv=None) -> None:
     s = resolve(params)
     seeds, points = seeds_of(s), retrain_points(params)
     # The linear model's d × d steps are fastest on the CPU; the shallow net batches N samples per task.
-    device = resolve_device(params["device"]) if args.model == "shallow" else "cpu"
+    device = str(resolve_device(params["device"])) if args.model == "shallow" else "cpu"
     experiment = f"{args.model}_retrain"
     root = results_root(args.records[0])
     expected = {str(run_dir(root, PAPER, experiment, args.method, point, seed) / "metrics.json")

@@ -16,7 +16,6 @@ import json
 import math
 
 import numpy as np
-import pandas as pd
 import torch
 
 from lorarepro.config import format_setting
