@@ -7,6 +7,7 @@ models without pretraining anything."""
 from __future__ import annotations
 
 import io
+import json
 import wave
 
 import numpy as np
@@ -17,10 +18,14 @@ from transformers import (ViTConfig, ViTForImageClassification, ViTImageProcesso
                           Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification)
 
 from conftest import copy_workflow, snakemake
-from lorarepro.experiments.ntk_lora.hub_tasks import classifier_problem, decode_wav, model_inputs
+from lorarepro.data.materialize import sha256
+from lorarepro.experiments.ntk_lora import table4, vision_features
+from lorarepro.experiments.ntk_lora.hub_tasks import classifier_problem, decode_wav, load_classifier, model_inputs
+from lorarepro.io import write_json
 from lorarepro.models.linearized import FullDelta, LinearizedModel
-from lorarepro.models.ntk_features import (ClassifierReadout, block_features, classifier_layer_inputs,
+from lorarepro.models.ntk_features import (ClassifierReadout, Features, block_features, classifier_layer_inputs,
                                            differentiable_block_outputs)
+from lorarepro.records import load_records, load_traces
 
 RATE, SECONDS = 16000, 0.05
 
@@ -92,10 +97,10 @@ def test_factored_jacobians_equal_autograd_of_the_whole_model(hub_case):
     for target in readout.targets:
         name = full_names[id(readout.get_submodule(target))] + ".weight"
         weight = model.get_parameter(name).detach()
-        jac = torch.func.jacrev(lambda w: torch.func.functional_call(model, {name: w}, kwargs=x).logits)(weight)
+        jac = torch.func.jacrev(lambda w: torch.func.functional_call(model, {name: w}, kwargs=x).logits)(weight).detach()
         u, v = features.factors[target]  # stored in float32
         dense = u.double() @ v.double().transpose(-1, -2)  # [N, K, m, n]
-        torch.testing.assert_close(dense, jac.detach(), atol=1e-5 * float(jac.abs().max()), rtol=1e-4)
+        torch.testing.assert_close(dense, jac, atol=1e-5 * float(jac.abs().max()), rtol=1e-4)
     if model.config.model_type == "vit":  # read at the CLS token: G_q has rank 1, G_v rank ≤ #heads
         assert features.factors[readout.targets[0]][0].shape[-1] == 1
         assert features.factors[readout.targets[1]][0].shape[-1] <= 4
@@ -165,22 +170,64 @@ def test_the_hub_problem_has_balanced_training_sets_and_block_inputs_of_the_righ
     hub_labels = [7, 2, 5, 9]  # the hub's ids; classes [5, 2, 7] become labels 0, 1, 2
     train = pd.DataFrame({column: [encode(i) for i in range(24)], "label": [hub_labels[i % 4] for i in range(24)]})
     test = pd.DataFrame({column: [encode(100 + i) for i in range(10)], "label": [hub_labels[i % 4] for i in range(10)]})
+    modality = "image" if kind == "image" else "speech"
     readout, x, y, x_test, y_test = classifier_problem(
-        model, processor, "image" if kind == "image" else "speech", train, test, classes=[5, 2, 7], per_class=4,
-        data_seed=0, test_size=6, batch_size=5, max_seconds=SECONDS)
+        model, processor, modality, train, test, classes=[5, 2, 7], per_class=4, data_seed=0, test_size=100,
+        batch_size=5, max_seconds=SECONDS)
     assert sorted(y.tolist()) == [0] * 4 + [1] * 4 + [2] * 4
-    assert len(y_test) == 6 and set(y_test.tolist()) <= {0, 1, 2}
-    assert x.shape[0] == 12 and x_test.shape[0] == 6 and x.shape[-1] == 32
+    kept = test[test["label"].isin([5, 2, 7])]
+    assert y_test.tolist() == kept["label"].map({5: 0, 2: 1, 7: 2}).tolist()  # fewer than test_size: all, in order
+    assert x.shape[0] == 12 and x_test.shape[0] == len(kept) == 8 and x.shape[-1] == 32
     if tokens is not None:
         assert x.shape[1] == tokens
     else:  # every clip padded or cut to the same length: the same number of frames
         frames = model.wav2vec2._get_feat_extract_output_lengths(torch.tensor(int(RATE * SECONDS)))
         assert x.shape[1] == int(frames)
-    # the cached inputs reproduce the classifier on the prepared inputs
-    column_rows = train[train["label"].isin([5, 2, 7])].reset_index(drop=True)[column]
-    first = model_inputs("image" if kind == "image" else "speech", processor, column_rows.iloc[:1], SECONDS)
-    with torch.no_grad():
-        assert model(**first).logits.shape == (1, 3)
+    with torch.no_grad():  # the cached inputs reproduce the classifier on the processor's inputs
+        logits = model(**model_inputs(modality, processor, kept[column], SECONDS)).logits
+        torch.testing.assert_close(readout(x_test), logits, atol=1e-5, rtol=1e-5)
+
+
+def materialized(folder, splits: dict[str, pd.DataFrame]) -> str:
+    """A data set folder as `materialize_dataset` writes it (parquet splits and a checksummed manifest)."""
+    folder.mkdir()
+    manifest = {"splits": {}}
+    for split, frame in splits.items():
+        frame.to_parquet(folder / f"{split}.parquet", index=False)
+        manifest["splits"][split] = {"file": f"{split}.parquet", "sha256": sha256(folder / f"{split}.parquet")}
+    write_json(folder / "manifest.json", manifest)
+    return str(folder)
+
+
+def test_the_feature_and_table_4_scripts_run_on_a_hub_checkpoint(tmp_path):
+    """The scripts' paper-scale path on a saved tiny ViT: the head is the same in both jobs (seeded), and
+    linearised and actual LoRA start from the same test accuracy (the same model at θ₀)."""
+    torch.set_num_threads(1)
+    tiny_vit().float().save_pretrained(tmp_path / "vit")
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "vit")
+    data = materialized(tmp_path / "beans", {
+        "train": pd.DataFrame({"image": [png(i) for i in range(12)], "label": [i % 3 for i in range(12)]}),
+        "test": pd.DataFrame({"image": [png(50 + i) for i in range(6)], "label": [i % 3 for i in range(6)]})})
+    modality = {"kind": "image", "hub": {"model": "vit_base", "data": "beans", "classes": [0, 1, 2], "batch_size": 4}}
+    params = {"scale": "paper", "device": "cpu", "modalities": {"image": modality}, "per_class": 2, "data_seed": 0,
+              "head_seed": 3, "test_size": 1000}
+    paths = ["--modality", "image", "--data", data, "--model", str(tmp_path / "vit"),
+             "--train", str(tmp_path / "train.pt"), "--test", str(tmp_path / "test.pt")]
+    vision_features.main(["--params", json.dumps(params), *paths])
+    train, test = Features.load(tmp_path / "train.pt"), Features.load(tmp_path / "test.pt")
+    assert train.f0.shape == (6, 3) and test.f0.shape == (6, 3)
+    assert sorted(train.labels.tolist()) == [0, 0, 1, 1, 2, 2]
+    first, _ = load_classifier("image", str(tmp_path / "vit"), 3, head_seed=3)
+    again, _ = load_classifier("image", str(tmp_path / "vit"), 3, head_seed=3)
+    torch.testing.assert_close(first.classifier.weight, again.classifier.weight, atol=0, rtol=0)
+
+    table = {**params, "rank": 2, "seed_list": [0], "lr": 0.005, "weight_decay": 0.0, "epochs": 2,
+             "batch_size": 4, "mode": "paper", "eval_every": 1}
+    table4.main(["--params", json.dumps(table), *paths, "--root", str(tmp_path / "results")])
+    records = load_records(sorted((tmp_path / "results").rglob("metrics.json")))
+    assert sorted(records["method"]) == ["lora_actual", "lora_linearized"]
+    start = load_traces(records["path"]).query("step == 0").set_index("method")["test_acc"]
+    assert start["lora_actual"] == start["lora_linearized"]
 
 
 @pytest.mark.workflow

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from lorarepro.data.materialize import load_split
+from lorarepro.experiments.cli import resolve_device
 from lorarepro.experiments.ntk_lora.runs import balanced_indices
 from lorarepro.models.load import resolve_model
 from lorarepro.models.ntk_features import ClassifierReadout, classifier_layer_inputs
@@ -58,31 +59,34 @@ def model_inputs(kind: str, processor, column: pd.Series, max_seconds: float | N
 def select(frame: pd.DataFrame, classes: list[int]) -> tuple[pd.DataFrame, Tensor]:
     """The rows of the given hub class ids, with labels renumbered 0..len(classes)-1 in that order."""
     frame = frame[frame["label"].isin(classes)].reset_index(drop=True)
-    labels = frame["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
+    labels = frame["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64, copy=True)
     return frame, torch.from_numpy(labels)
 
 
 def classifier_problem(model: nn.Module, processor, kind: str, train: pd.DataFrame, test: pd.DataFrame, *,
                        classes: list[int], per_class: int, data_seed: int, test_size: int, batch_size: int,
-                       max_seconds: float | None = None):
+                       max_seconds: float | None = None, device: str | torch.device = "cpu"):
     """(readout block, train block inputs, train labels, test block inputs, test labels) of last-layer
     fine-tuning: `per_class` training examples of every class drawn with `data_seed`, `test_size` test
-    examples (a fixed subsample; all of them if there are fewer)."""
+    examples (a fixed subsample; all of them if there are fewer). The frozen layers run on `device`;
+    the model and the block inputs are returned on the CPU."""
     column = "image" if kind == "image" else "audio"
     train, y = select(train, classes)
     chosen = balanced_indices(y.numpy(), per_class, data_seed)
     test, y_test = select(test, classes)
     keep = np.sort(np.random.default_rng(0).permutation(len(test))[:test_size])
-    model.eval()
+    model.eval().to(device)
     readout = ClassifierReadout(model).eval()
 
     def block_inputs(series: pd.Series) -> Tensor:
-        batches = (model_inputs(kind, processor, series.iloc[i:i + batch_size], max_seconds)
+        batches = ({k: v.to(device) for k, v in model_inputs(kind, processor, series.iloc[i:i + batch_size],
+                                                             max_seconds).items()}
                    for i in range(0, len(series), batch_size))
-        return classifier_layer_inputs(model, readout, batches)
+        return classifier_layer_inputs(model, readout, batches).cpu()
 
-    return (readout, block_inputs(train[column].iloc[chosen]), y[chosen], block_inputs(test[column].iloc[keep]),
-            y_test[keep])
+    x, x_test = block_inputs(train[column].iloc[chosen]), block_inputs(test[column].iloc[keep])
+    model.cpu()
+    return readout, x, y[chosen], x_test, y_test[keep]
 
 
 def load_classifier(kind: str, location: str, classes: int, head_seed: int) -> tuple[nn.Module, object]:
@@ -99,11 +103,11 @@ def load_classifier(kind: str, location: str, classes: int, head_seed: int) -> t
 
 
 def hub_problem(modality: dict, data: str, model: str, *, per_class: int, data_seed: int, head_seed: int,
-                test_size: int):
+                test_size: int, device: str = "cpu"):
     """`classifier_problem` for a modality's `hub` block, from the materialised data set and model folders."""
     hub = modality["hub"]
     network, processor = load_classifier(modality["kind"], resolve_model(model), len(hub["classes"]), head_seed)
     return classifier_problem(network, processor, modality["kind"], load_split(data, "train"),
                               load_split(data, "test"), classes=hub["classes"], per_class=per_class,
                               data_seed=data_seed, test_size=test_size, batch_size=hub["batch_size"],
-                              max_seconds=hub.get("max_seconds"))
+                              max_seconds=hub.get("max_seconds"), device=resolve_device(device))

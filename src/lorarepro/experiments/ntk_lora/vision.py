@@ -92,12 +92,13 @@ class FineTuneProblem:
 
 
 def finetune_problem(modality: dict, data: str, model_path: str, *, per_class: int, data_seed: int,
-                     head_seed: int, test_size: int) -> FineTuneProblem:
+                     head_seed: int, test_size: int, device: str = "cpu") -> FineTuneProblem:
     """The problem of a modality: on the ViT pretrained here (`model_path` its file), or, when the
-    modality has a `hub` block (paper scale), on the hub checkpoint in folder `model_path`."""
+    modality has a `hub` block (paper scale), on the hub checkpoint in folder `model_path`, whose frozen
+    layers run on `device`."""
     if "hub" in modality:
         return FineTuneProblem(*hub_problem(modality, data, model_path, per_class=per_class, data_seed=data_seed,
-                                            head_seed=head_seed, test_size=test_size))
+                                            head_seed=head_seed, test_size=test_size, device=device))
     model = ViT.load(model_path)
     classes = modality["finetune_classes"]
     model.new_head(len(classes), torch.Generator().manual_seed(head_seed))
