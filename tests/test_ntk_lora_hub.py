@@ -18,7 +18,7 @@ from transformers import (ViTConfig, ViTForImageClassification, ViTImageProcesso
                           Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification)
 
 from conftest import copy_workflow, snakemake
-from lorarepro.data.materialize import sha256
+from lorarepro.data.materialize import load_split, materialize_dataset, sha256
 from lorarepro.experiments.ntk_lora import table4, vision_features
 from lorarepro.experiments.ntk_lora.hub_tasks import classifier_problem, decode_wav, load_classifier, model_inputs
 from lorarepro.io import write_json
@@ -186,6 +186,27 @@ def test_the_hub_problem_has_balanced_training_sets_and_block_inputs_of_the_righ
     with torch.no_grad():  # the cached inputs reproduce the classifier on the processor's inputs
         logits = model(**model_inputs(modality, processor, kept[column], SECONDS)).logits
         torch.testing.assert_close(readout(x_test), logits, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name, column, label, encode", [("beans", "image", "labels", lambda i: png(i)),
+                                                          ("superb_ks", "audio", "label", lambda i: wav(i, 0.01))])
+def test_hub_media_sets_are_materialised_as_encoded_files(tmp_path, name, column, label, encode):
+    """The hub code path (datasets.load_dataset on a local parquet file with the hub's image / audio
+    features) keeps each file's bytes, undecoded, with the hub's integer labels."""
+    import datasets
+
+    files = [encode(i) for i in range(3)]
+    struct = datasets.Features({column: {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
+                                label: datasets.ClassLabel(names=["a", "b", "c"])})
+    feature = datasets.Image() if column == "image" else datasets.Audio(sampling_rate=RATE)
+    rows = datasets.Dataset.from_dict({column: [{"bytes": f, "path": None} for f in files], label: [2, 0, 1]},
+                                      features=struct).cast_column(column, feature)
+    rows.to_parquet(tmp_path / "rows.parquet")
+    override = {"path": "parquet", "data_files": {s: str(tmp_path / "rows.parquet") for s in ("train", "test")}}
+    materialize_dataset(name, tmp_path / name, source="hub", hub_override=override)
+    frame = load_split(tmp_path / name, "test")
+    assert list(frame.columns) == [column, "label"] and frame["label"].tolist() == [2, 0, 1]
+    assert frame[column].tolist() == files
 
 
 def materialized(folder, splits: dict[str, pd.DataFrame]) -> str:
