@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import wave
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,9 @@ from lorarepro.data.materialize import load_split, materialize_dataset, sha256
 from lorarepro.experiments.ntk_lora import table4, vision_features
 from lorarepro.experiments.ntk_lora.hub_tasks import classifier_problem, decode_wav, load_classifier, model_inputs
 from lorarepro.io import write_json
+from lorarepro.models.catalog import model_spec
 from lorarepro.models.linearized import FullDelta, LinearizedModel
+from lorarepro.models.materialize import materialize_model
 from lorarepro.models.ntk_features import (ClassifierReadout, Features, block_features, classifier_layer_inputs,
                                            differentiable_block_outputs)
 from lorarepro.records import load_records, load_traces
@@ -207,6 +210,25 @@ def test_hub_media_sets_are_materialised_as_encoded_files(tmp_path, name, column
     frame = load_split(tmp_path / name, "test")
     assert list(frame.columns) == [column, "label"] and frame["label"].tolist() == [2, 0, 1]
     assert frame[column].tolist() == files
+
+
+def test_wav2vec2_is_downloaded_at_its_safetensors_commit(tmp_path, monkeypatch):
+    """Only pickled weights are on wav2vec2-base's main branch; loading reads safetensors only."""
+    import huggingface_hub
+
+    calls = []
+
+    def download(hub_id, local_dir, revision=None, allow_patterns=()):
+        calls.append((hub_id, revision))
+        (Path(local_dir) / "config.json").write_text("{}")
+        return str(local_dir)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", download)
+    manifest = materialize_model("wav2vec2_base", tmp_path / "w2v", source="hub")
+    assert calls == [("facebook/wav2vec2-base", model_spec("wav2vec2_base").revision)]
+    assert manifest["origin"]["revision"] == model_spec("wav2vec2_base").revision
+    materialize_model("vit_base", tmp_path / "vit", source="hub")
+    assert calls[1] == ("google/vit-base-patch16-224-in21k", None)  # main has model.safetensors
 
 
 def materialized(folder, splits: dict[str, pd.DataFrame]) -> str:

@@ -81,8 +81,9 @@ def pretrain(modality: dict, data: str, seed: int) -> tuple[ViT, dict]:
 
 @dataclass
 class FineTuneProblem:
-    """Last-layer fine-tuning of a pretrained ViT on new classes: the readout block (last block, norm,
-    fresh head) and the cached inputs of that block for the training and test examples."""
+    """Last-layer fine-tuning of a pretrained ViT (here or on the hub) or wav2vec2 on new classes: the
+    readout block (last block, norm, pooling, fresh head) and the cached inputs of that block for the
+    training and test examples."""
 
     block: ViTReadout | ClassifierReadout
     train_inputs: Tensor
