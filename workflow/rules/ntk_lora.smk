@@ -140,7 +140,7 @@ rule ntk_lora_pretrain_vit:
 rule ntk_lora_vision_features:
     input:
         data=ntk_modality_data,
-        model="results/ntk_lora/pretrain/{modality}/base/seed=0/model.pt",
+        model=ntk_modality_model,
     output:
         train="results/ntk_lora/features/vision/{modality}/train.pt",
         test="results/ntk_lora/features/vision/{modality}/test.pt",
@@ -275,7 +275,7 @@ for _figure, (_exp, _table) in NTK_PLOTS.items():
             f"ntk_lora_{_figure}"
         input:
             records=ntk_experiment_records(_exp),
-            pretrain=[ntk_pretrain_record(m) for m in NTK_MODALITIES] if _exp == "fig3" else [],
+            pretrain=ntk_pretrain_records() if _exp == "fig3" else [],
         output:
             figure=figure_files(NTK, _figure),
             table=f"results/ntk_lora/tables/{_table}.csv",
@@ -304,7 +304,7 @@ rule ntk_lora_table_4:
     output:
         "results/ntk_lora/tables/table_4.csv",
     params:
-        cfg=run_params(NTK, "table4"),
+        cfg=ntk_table_4_params(),
     log:
         "results/logs/ntk_lora/table_4.log",
     benchmark:
@@ -325,7 +325,7 @@ register(
     NTK,
     records=rules.ntk_lora_fig1.output.records
     + [r for exp in ("fig2", "fig3", "fig4", "nsweep") for r in ntk_experiment_records(exp)]
-    + [ntk_pretrain_record(m) for m in NTK_MODALITIES]
+    + ntk_pretrain_records()
     + [r for m in NTK_MODALITIES for r in ntk_table4_records(m)],
     tables=[f"results/ntk_lora/tables/{table}.csv" for _, table in NTK_PLOTS.values()]
     + ["results/ntk_lora/tables/table_4.csv"],

@@ -4,6 +4,7 @@ All sources are written to one layout, `resources/data/<name>/{train,validation,
 the same columns, so experiments never care where a data set came from:
   sentence tasks: text, label            pair tasks: sentence1, sentence2, label
   images:         pixels (flat uint8), label
+  media:          image or audio (the encoded file's bytes: PNG/JPEG, WAV), label
 """
 
 from __future__ import annotations
@@ -49,6 +50,22 @@ def _pil_to_pixels(frame: pd.DataFrame) -> pd.DataFrame:
         return np.asarray(img.convert("L"), dtype=np.uint8).reshape(-1)
 
     return pd.DataFrame({"pixels": frame["pixels"].map(flat), "label": frame["label"].astype(np.int64)})
+
+
+def _encoded_media(column: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Hub image / audio sets carry {'bytes', 'path'} structs: keep the encoded file as it is (the model's
+    own processor resizes, normalises or resamples it), with integer labels."""
+
+    def convert(frame: pd.DataFrame) -> pd.DataFrame:
+        def encoded(item):
+            if isinstance(item, dict) and item.get("bytes") is None:
+                with open(item["path"], "rb") as handle:
+                    return handle.read()
+            return item["bytes"] if isinstance(item, dict) else item
+
+        return pd.DataFrame({column: frame[column].map(encoded), "label": frame["label"].astype(np.int64)})
+
+    return convert
 
 
 # GLUE / SuperGLUE test splits have no labels: the validation split serves as test (as in the papers).
@@ -120,8 +137,14 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("mnist", "image_classification", "MNIST (70k)", None,
                     HubSource("ylecun/mnist", splits={"train": "train", "validation": "test", "test": "test"},
                               columns={"pixels": "image"}, convert=_pil_to_pixels)),
-        DatasetSpec("beans", "image_classification", "beans leaf images (NTK-LoRA image task)", None,
-                    HubSource("AI-Lab-Makerere/beans", columns={"pixels": "image", "label": "labels"}, convert=_pil_to_pixels)),
+        DatasetSpec("beans", "image_classification",
+                    "beans leaf images, 500x500 RGB (NTK-LoRA image task; 0 angular_leaf_spot, 1 bean_rust, 2 healthy)",
+                    None, HubSource("AI-Lab-Makerere/beans", columns={"label": "labels"}, convert=_encoded_media("image"))),
+        # SUPERB's keyword spotting is Speech Commands v0.01 (labels 0-9: yes no up down left right on off
+        # stop go, then the other words and _silence_). The hub copy is script-based; without script
+        # support give `data.hub_overrides: {superb_ks: {revision: refs/convert/parquet}}`.
+        DatasetSpec("superb_ks", "audio_classification", "SUPERB keyword spotting: Speech Commands v0.01, 16 kHz WAV",
+                    None, HubSource("google/speech_commands", "v0.01", convert=_encoded_media("audio"))),
     ]
 }
 

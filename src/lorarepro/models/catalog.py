@@ -13,6 +13,7 @@ class ModelSpec:
     description: str
     bundled: str | None = None  # the materialiser of the offline copy, if there is one
     gated: bool = False
+    revision: str | None = None  # a hub commit, where the main branch lacks safetensors weights
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -32,7 +33,9 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("llama2_7b", "decoder", "meta-llama/Llama-2-7b-hf", "LLaMA-2-7B (NoRA Table 2, LoRA-One Table 3)",
                   gated=True),
         ModelSpec("vit_base", "vision", "google/vit-base-patch16-224-in21k", "ViT-base (NTK-LoRA image task)"),
-        ModelSpec("wav2vec2_base", "audio", "facebook/wav2vec2-base", "wav2vec2-base (NTK-LoRA speech task)"),
+        # main has only pickled weights; this commit is the hub's safetensors conversion of them (refs/pr/2)
+        ModelSpec("wav2vec2_base", "audio", "facebook/wav2vec2-base", "wav2vec2-base (NTK-LoRA speech task)",
+                  revision="9f0eb264dec63c8511a7905d0a854ca6d2a39e45"),
     ]
 }
 

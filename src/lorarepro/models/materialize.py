@@ -57,11 +57,11 @@ def _smollm2_gguf(staging: Path) -> dict:
             "note": "Q4_1 weights de-quantised to float32"}
 
 
-def _from_hub(hub_id: str, staging: Path, gated: bool) -> dict:
+def _from_hub(hub_id: str, staging: Path, gated: bool, revision: str | None = None) -> dict:
     try:
         from huggingface_hub import snapshot_download
 
-        path = snapshot_download(hub_id, local_dir=staging,
+        path = snapshot_download(hub_id, local_dir=staging, revision=revision,
                                  allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"])
     except Exception as err:
         hint = " It is gated: accept its licence on the hub and set HF_TOKEN." if gated else ""
@@ -71,7 +71,7 @@ def _from_hub(hub_id: str, staging: Path, gated: bool) -> dict:
         ) from err
     cache = Path(path) / ".cache"
     shutil.rmtree(cache, ignore_errors=True)
-    return {"hub_id": hub_id}
+    return {"hub_id": hub_id, **({"revision": revision} if revision else {})}
 
 
 def materialize_model(name: str, out_dir: str | os.PathLike, *, source: str = "bundled") -> dict:
@@ -82,7 +82,7 @@ def materialize_model(name: str, out_dir: str | os.PathLike, *, source: str = "b
                 raise AssetError(f"model {name!r} ({spec.hub_id}) has no offline copy; it needs `data.source: hub`")
             origin = {"minilm_folder": _minilm_folder, "smollm2_gguf": _smollm2_gguf}[spec.bundled](staging)
         elif source == "hub":
-            origin = _from_hub(spec.hub_id, staging, spec.gated)
+            origin = _from_hub(spec.hub_id, staging, spec.gated, spec.revision)
         else:
             raise ValueError(f"unknown source {source!r}; allowed values are ['bundled', 'hub']")
         files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256(p)} for p in sorted(staging.iterdir()) if p.is_file()}

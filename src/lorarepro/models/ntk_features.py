@@ -340,26 +340,83 @@ def last_layer_inputs(model: nn.Module, input_ids: Tensor, attention_mask: Tenso
 
     Sequences are right-padded; each batch is trimmed to its longest sequence.
     """
+    batches = []
+    for start in range(0, len(input_ids), batch_size):
+        rows = slice(start, start + batch_size)
+        length = int(attention_mask[rows].sum(1).max())
+        args, kwargs = layer_call(model.base_model, lm_layers(model)[-1], input_ids=input_ids[rows, :length],
+                                  attention_mask=attention_mask[rows, :length])
+        hidden = args[0] if args else kwargs.pop("hidden_states")
+        keep = {k: v for k, v in kwargs.items() if torch.is_tensor(v) or isinstance(v, tuple)}
+        batches.append((hidden, read_index[rows], tuple(args[1:]), keep))
+    return batches
+
+
+@torch.no_grad()
+def layer_call(model: nn.Module, layer: nn.Module, **inputs) -> tuple[tuple, dict]:
+    """The positional and keyword arguments `layer` receives when `model(**inputs)` runs; the forward
+    stops there, so the layers above it never run."""
     captured = {}
 
     def hook(module, args, kwargs):
         captured["args"], captured["kwargs"] = args, kwargs
         raise _StopForward
 
-    handle = lm_layers(model)[-1].register_forward_pre_hook(hook, with_kwargs=True)
-    batches = []
+    handle = layer.register_forward_pre_hook(hook, with_kwargs=True)
     try:
-        for start in range(0, len(input_ids), batch_size):
-            rows = slice(start, start + batch_size)
-            length = int(attention_mask[rows].sum(1).max())
-            try:
-                model.base_model(input_ids=input_ids[rows, :length], attention_mask=attention_mask[rows, :length])
-            except _StopForward:
-                pass
-            args, kwargs = captured["args"], captured["kwargs"]
-            hidden = args[0] if args else kwargs.pop("hidden_states")
-            keep = {k: v for k, v in kwargs.items() if torch.is_tensor(v) or isinstance(v, tuple)}
-            batches.append((hidden, read_index[rows], tuple(args[1:]), keep))
+        model(**inputs)
+    except _StopForward:
+        pass
     finally:
         handle.remove()
-    return batches
+    return captured["args"], captured["kwargs"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Hub classifiers (the image and speech tasks of Figure 3 / Table 4): a ViT reads the CLS token of its
+# final norm; wav2vec2 projects every frame and mean-pools (no attention mask: the base model's feature
+# extractor pads with zeros and pools over the padding, as Wav2Vec2ForSequenceClassification does).
+CLASSIFIER_TARGETS = {"vit": ("attention.q_proj", "attention.v_proj"),
+                      "wav2vec2": ("attention.q_proj", "attention.v_proj")}
+
+
+class ClassifierReadout(nn.Module):
+    """The last encoder layer of a ViTForImageClassification / Wav2Vec2ForSequenceClassification and
+    everything above it: the trained block when only the last layer is fine-tuned. Its input is the last
+    layer's input (`classifier_layer_inputs`); no attention mask is involved in either model."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        kind = model.config.model_type
+        if kind == "vit":
+            self.layer, self.norm = model.vit.layers[-1], model.vit.layernorm
+            self.projector = nn.Identity()
+        elif kind == "wav2vec2":
+            if model.config.use_weighted_layer_sum:
+                raise ValueError("a weighted sum of layers feeds the head: the last layer is not the only trained path")
+            encoder = model.wav2vec2.encoder
+            # the stable-layer-norm variant (large models) normalises after the last layer, the base model before
+            self.layer = encoder.layers[-1]
+            self.norm = encoder.layer_norm if model.config.do_stable_layer_norm else nn.Identity()
+            self.projector = model.projector
+        else:
+            raise ValueError(f"no classifier readout for model type {kind!r}; known: {sorted(CLASSIFIER_TARGETS)}")
+        self.pool = "cls" if kind == "vit" else "mean"
+        self.head = model.classifier
+        self.targets = tuple(f"layer.{t}" for t in CLASSIFIER_TARGETS[kind])
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        out = self.layer(hidden)
+        out = self.projector(self.norm(out[0] if isinstance(out, tuple) else out))
+        return self.head(out[:, 0] if self.pool == "cls" else out.mean(1))
+
+
+def classifier_layer_inputs(model: nn.Module, readout: ClassifierReadout, batches: Sequence[dict]) -> Tensor:
+    """Run the frozen layers once: the last layer's input for every batch of model inputs, concatenated."""
+    hidden = []
+    for inputs in batches:
+        args, kwargs = layer_call(model, readout.layer, **inputs)
+        if any(torch.is_tensor(v) for v in (*args[1:], *kwargs.values()) if v is not None):
+            raise ValueError("the last layer receives a mask; ClassifierReadout would drop it")
+        hidden.append(args[0] if args else kwargs["hidden_states"])
+    return torch.cat(hidden)

@@ -85,9 +85,16 @@ def ntk_lm_model():
     return model_dir(settings(NTK, "lm_features")["model"]["name"])
 
 
+def ntk_hub(modality):
+    """The modality's hub classifier block (paper scale), or None: the ViT pretrained in the pipeline."""
+    return settings(NTK, "vision")["modalities"][modality].get("hub")
+
+
 def ntk_modality_data_path(modality):
-    """The image data set folder, or the synthesised spoken-words corpus."""
+    """The hub or image data set folder, or the synthesised spoken-words corpus."""
     spec = settings(NTK, "vision")["modalities"][modality]
+    if ntk_hub(modality):
+        return dataset_dir(ntk_hub(modality)["data"])
     if spec["kind"] == "image":
         return dataset_dir(spec["data"])
     return "results/ntk_lora/data/spoken_words.parquet"
@@ -98,7 +105,25 @@ def ntk_modality_data(wildcards):
 
 
 def ntk_pretrained(modality):
+    """The model fine-tuned on a modality: the hub checkpoint's folder, or the ViT pretrained here."""
+    if ntk_hub(modality):
+        return model_dir(ntk_hub(modality)["model"])
     return f"results/ntk_lora/pretrain/{modality}/base/seed=0/model.pt"
+
+
+def ntk_modality_model(wildcards):
+    return ntk_pretrained(wildcards.modality)
+
+
+def ntk_pretrain_records():
+    """The pretraining records of the modalities whose ViT is pretrained here."""
+    return [ntk_pretrain_record(m) for m in NTK_MODALITIES if not ntk_hub(m)]
+
+
+def ntk_table_4_params():
+    """Table 4's parameters; where hub classifiers replace the pretrained ViTs, which ones (the table says)."""
+    hubs = {m: f"{h['model']} on {h['data']}" for m in NTK_MODALITIES if (h := ntk_hub(m))}
+    return run_params(NTK, "table4", **({"hub_models": hubs} if hubs else {}))
 
 
 def ntk_pretrain_record(modality):

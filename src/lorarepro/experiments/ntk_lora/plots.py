@@ -154,8 +154,15 @@ def table_4(records: list[str], table: str, params: dict) -> None:
                      "runs": int(get.loc["lora_actual", "seeds"])})
     write_table(pd.DataFrame(rows), table, title="Table 4: test accuracy (%) of actual vs linearised LoRA, rank "
                 f"{params['rank']}", scale=params["scale"],
-                notes="Ours: a small ViT pretrained here (MNIST digits 0-6 / spoken words), last block's W_q, W_v; "
-                      "paper: ViT on beans, wav2vec2 on SUPERB.")
+                notes=_table_4_models(params) + "paper: ViT on beans, wav2vec2 on SUPERB.")
+
+
+def _table_4_models(params: dict) -> str:
+    """What was fine-tuned: the hub classifiers, if the parameters name them, or the ViT pretrained here."""
+    if "hub_models" in params:
+        models = ", ".join(f"{task}: {model}" for task, model in params["hub_models"].items())
+        return f"Ours: hub classifiers with a fresh head ({models}), last layer's W_q, W_v; "
+    return "Ours: a small ViT pretrained here (MNIST digits 0-6 / spoken words), last block's W_q, W_v; "
 
 
 def main(argv=None) -> None:

@@ -31,7 +31,7 @@ def main(argv=None) -> None:
 
     problem = finetune_problem(modality, args.data, args.model, per_class=params["per_class"],
                                data_seed=params["data_seed"], head_seed=params["head_seed"],
-                               test_size=params["test_size"])
+                               test_size=params["test_size"], device=params.get("device", "cpu"))
     train, test = Features.load(args.train), Features.load(args.test)
     reduced = reduce(train)
     n = len(train.labels)

@@ -1,6 +1,7 @@
 """The image and speech tasks of NTK-LoRA Figure 3 / Table 4 at the offline scales: a small ViT pretrained
 in the pipeline on some classes (MNIST digits, or spoken words as log-mel spectrograms), then
-fine-tuned on held-out classes with a fresh head, as one fine-tunes a hub ViT / wav2vec2 on a new task.
+fine-tuned on held-out classes with a fresh head, as one fine-tunes a hub ViT / wav2vec2 on a new task
+(which the paper scale does: hub_tasks.py).
 
 Shared by the pretraining, feature and Table 4 scripts.
 """
@@ -15,7 +16,9 @@ import torch
 from torch import Tensor
 
 from lorarepro.data.materialize import load_split
+from lorarepro.experiments.ntk_lora.hub_tasks import hub_problem
 from lorarepro.experiments.ntk_lora.runs import balanced_indices
+from lorarepro.models.ntk_features import ClassifierReadout
 from lorarepro.models.vit import ViT, ViTConfig, ViTReadout, vit_block_inputs
 from lorarepro.seeding import seed_everything
 
@@ -78,10 +81,11 @@ def pretrain(modality: dict, data: str, seed: int) -> tuple[ViT, dict]:
 
 @dataclass
 class FineTuneProblem:
-    """Last-layer fine-tuning of a pretrained ViT on new classes: the readout block (last block, norm,
-    fresh head) and the cached inputs of that block for the training and test examples."""
+    """Last-layer fine-tuning of a pretrained ViT (here or on the hub) or wav2vec2 on new classes: the
+    readout block (last block, norm, pooling, fresh head) and the cached inputs of that block for the
+    training and test examples."""
 
-    block: ViTReadout
+    block: ViTReadout | ClassifierReadout
     train_inputs: Tensor
     train_labels: Tensor
     test_inputs: Tensor
@@ -89,7 +93,13 @@ class FineTuneProblem:
 
 
 def finetune_problem(modality: dict, data: str, model_path: str, *, per_class: int, data_seed: int,
-                     head_seed: int, test_size: int) -> FineTuneProblem:
+                     head_seed: int, test_size: int, device: str = "cpu") -> FineTuneProblem:
+    """The problem of a modality: on the ViT pretrained here (`model_path` its file), or, when the
+    modality has a `hub` block (paper scale), on the hub checkpoint in folder `model_path`, whose frozen
+    layers run on `device`."""
+    if "hub" in modality:
+        return FineTuneProblem(*hub_problem(modality, data, model_path, per_class=per_class, data_seed=data_seed,
+                                            head_seed=head_seed, test_size=test_size, device=device))
     model = ViT.load(model_path)
     classes = modality["finetune_classes"]
     model.new_head(len(classes), torch.Generator().manual_seed(head_seed))

@@ -20,7 +20,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(params.get("threads", 1))
     problem = finetune_problem(params["modalities"][args.modality], args.data, args.model,
                                per_class=params["per_class"], data_seed=params["data_seed"],
-                               head_seed=params["head_seed"], test_size=params["test_size"])
+                               head_seed=params["head_seed"], test_size=params["test_size"],
+                               device=params.get("device", "cpu"))
     block = problem.block
     for inputs, labels, out in [(problem.train_inputs, problem.train_labels, args.train),
                                 (problem.test_inputs, problem.test_labels, args.test)]:
