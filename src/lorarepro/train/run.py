@@ -40,6 +40,8 @@ from lorarepro.train.loop import TrainConfig, train
 from lorarepro.train.objectives import make_objective
 
 TASK_TYPES = {"causal_lm": "CAUSAL_LM", "seq2seq_lm": "SEQ_2_SEQ_LM"}
+# Task-block keys that configure a kind's objective rather than its data.
+OBJECTIVE_OPTIONS = {"generation": ("stop",), "cloze": ("train_as", "score_batch")}
 # A probe sees the adapted model before training; what it returns sees the trained model and its
 # run folder, and gives extra metrics for the record.
 Probe = Callable[[torch.nn.Module], Callable[[torch.nn.Module, Path], Mapping[str, Any]]]
@@ -75,7 +77,9 @@ def load(params: Mapping[str, Any], *, data_root="resources/data", models_root="
     data = load_task(task_spec, tokenizer, model_kind=kind, seed=int(params.get("seed", 0)), data_root=data_root)
     model = load_model(model_spec, num_labels=data.num_labels, pad_token_id=tokenizer.pad_token_id,
                        models_root=models_root).to(device)
-    options = {"max_new_tokens": task_spec.get("max_target_length", 64)} if data.kind == "generation" else {}
+    options = {key: task_spec[key] for key in OBJECTIVE_OPTIONS.get(data.kind, ()) if key in task_spec}
+    if data.kind == "generation":
+        options["max_new_tokens"] = task_spec.get("max_target_length", 64)
     objective = make_objective(data, model_kind=kind, device=device, tokenizer=tokenizer, **options)
     return model, tokenizer, data, objective
 
