@@ -5,6 +5,7 @@ generation scored by token F1 and exact match, on hub-shaped rows and a tiny ran
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,11 +15,14 @@ import torch
 import engine_tiny
 from lorarepro.data.catalog import dataset_spec
 from lorarepro.data.tasks import load_task
+from lorarepro.experiments.nora.grid import lm_tasks
+from lorarepro.experiments.nora.tables import PAPER_TABLE_4, lm_table
 from lorarepro.metrics import tasks as metrics
 from lorarepro.models.load import load_model, load_tokenizer
 from lorarepro.train.objectives import make_objective
 from lorarepro.train.run import finetune, load
 
+ROOT = Path(__file__).resolve().parents[1]
 RECORD = {"kind": "cloze", "template": "{passage}\n-", "option": " {query}", "placeholder": "@placeholder",
           "max_length": 48}
 SQUAD = {"kind": "generation", "template": "Title: {title}\nContext: {context}\nQuestion: {question}\nAnswer:",
@@ -171,3 +175,29 @@ def test_squad_references_are_every_answer_and_predictions_stop_at_a_newline(ass
     assert objective.stop == "\n" and objective.max_new_tokens == 6
     predictions = objective.predict(model, data.eval[:4])
     assert all("\n" not in p for p in predictions)
+
+
+# -- Table 4 at the paper scale --------------------------------------------------------------------------------
+def test_table_4_scores_squad_by_token_f1_and_the_rest_by_accuracy():
+    rows = [{"experiment": "table4", "method": "lora", "seed": seed, "scale": "paper", "params.task_name": task,
+             "metrics.accuracy": accuracy, "metrics.token_f1": f1, "metrics.exact_match": em}
+            for seed in range(2)
+            for task, accuracy, f1, em in (("record", 0.70 + 0.02 * seed, None, None), ("squad", None, 0.80, 0.6))]
+    table = lm_table(pd.DataFrame(rows), "table4", PAPER_TABLE_4).set_index("method")
+    assert table.loc["LoRA", "record (ours)"] == "71.0 ± 1.4"
+    assert table.loc["LoRA", "squad (ours)"] == "80.0 ± 0.0"  # F1, not the exact match beside it
+    assert table.loc["LoRA", "ReCoRD (paper)"] == 70.8 and table.loc["LoRA", "SQuAD (paper)"] == 81.9
+    assert table.loc["LoRA", "avg (ours)"] == pytest.approx(75.5)
+
+
+def test_paper_table_4_runs_record_and_squad_with_their_own_lengths():
+    import yaml
+
+    from lorarepro.config import experiment_settings, validate_config
+
+    config = validate_config(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    tasks = lm_tasks(experiment_settings(config, "nora", "table4", scale="paper"))
+    assert {"record", "squad"} <= set(tasks)
+    assert tasks["record"]["kind"] == "cloze" and tasks["record"]["max_length"] == 1024
+    assert tasks["squad"]["metrics"][0] == "token_f1" and tasks["squad"]["train_size"] == 1000
+    assert tasks["sst2"]["max_length"] == 256  # the scale's size where a task sets none
