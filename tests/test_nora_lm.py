@@ -221,3 +221,13 @@ def test_train_once_trains_each_method_and_seed_once_and_scores_every_task(asset
     separate = list(job.run_jobs({**s, "train_once": False}, [str(tmp_path / "x" / "lora" / "task=again" / "seed=0" / "metrics.json")],
                                  data_root=".", models_root="."))
     assert separate[0]["metrics"]["train_loss_last"] == first["metrics"]["train_loss_last"]  # trained on the same data
+
+
+def test_each_record_holds_its_folders_method_whatever_the_json_key_order(assets, tmp_path):
+    """Rules pass settings as JSON with sorted keys and records in config order: the runs follow the paths."""
+    s = settings(assets, seeds=1)
+    s["methods"] = {"nora_plus": s["methods"]["nora_plus"], "lora": s["methods"]["lora"]}  # not alphabetical
+    records = [str(tmp_path / m / "task=sst2" / "seed=0" / "metrics.json") for m in s["methods"]]
+    params = {k: v for k, v in s.items() if k not in ("experiment", "threads")}
+    job.main(["--params", json.dumps(params, sort_keys=True), "--experiment", "table4", "--records", *records])
+    assert [json.loads(Path(r).read_text())["method"] for r in records] == ["nora_plus", "lora"]
