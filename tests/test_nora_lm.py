@@ -221,6 +221,9 @@ def test_train_once_trains_each_method_and_seed_once_and_scores_every_task(asset
     separate = list(job.run_jobs({**s, "train_once": False}, [str(tmp_path / "x" / "lora" / "task=again" / "seed=0" / "metrics.json")],
                                  data_root=".", models_root="."))
     assert separate[0]["metrics"]["train_loss_last"] == first["metrics"]["train_loss_last"]  # trained on the same data
+    other = {**s, "tasks": {**s["tasks"], "again": {**s["tasks"]["again"], "template": "{text} . review :"}}}
+    with pytest.raises(SystemExit, match="again"):  # a task that trains differently cannot share the run
+        list(job.run_jobs(other, records, data_root=".", models_root="."))
 
 
 def test_each_record_holds_its_folders_method_whatever_the_json_key_order(assets, tmp_path):

@@ -271,6 +271,11 @@ def _encode_selection(rows: pd.DataFrame, tokenizer, max_length: int) -> list[di
              "choices": [{key: enc[key][i * k + j] for key in keys} for j in range(k)]} for i in range(len(rows))]
 
 
+def dataset_folder(spec: Mapping[str, Any], data_root: str | os.PathLike = "resources/data") -> Path:
+    """Where a task block's data set lives: `dataset` itself if it is a folder, else under `data_root`."""
+    return Path(spec["dataset"]) if Path(spec["dataset"]).is_dir() else Path(data_root) / spec["dataset"]
+
+
 def load_task(spec: Mapping[str, Any], tokenizer, *, model_kind: str = "encoder", seed: int = 0,
               data_root: str | os.PathLike = "resources/data") -> TaskData:
     """Read, select and encode a data set as the task block `spec` says.
@@ -281,7 +286,7 @@ def load_task(spec: Mapping[str, Any], tokenizer, *, model_kind: str = "encoder"
     kind = spec["kind"]
     if kind not in KINDS:
         raise ValueError(f"unknown task kind {kind!r}; allowed values are {list(KINDS)}")
-    folder = Path(spec["dataset"]) if Path(spec["dataset"]).is_dir() else Path(data_root) / spec["dataset"]
+    folder = dataset_folder(spec, data_root)
     subset_seed = spec.get("subset_seed", seed)
     metrics = list(spec.get("metrics") or DEFAULT_METRICS[kind])
     if kind == "selection":

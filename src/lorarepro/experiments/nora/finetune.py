@@ -36,7 +36,10 @@ import torch
 
 from lorarepro.adapters.peft_adapters import lora_layers
 from lorarepro.config import seeds_of
+from lorarepro.data.materialize import MANIFEST
+from lorarepro.data.tasks import dataset_folder
 from lorarepro.experiments.nora.grid import lm_tasks
+from lorarepro.io import read_json
 from lorarepro.metrics.spectral import most_changed_singular_values
 from lorarepro.metrics.subspace import row_space_residual
 from lorarepro.train.run import finetune
@@ -140,6 +143,24 @@ def record_run(record: str) -> tuple[str, str, int]:
     return method, setting.removeprefix("task="), int(seed.removeprefix("seed="))
 
 
+# Task-block keys that only say how a task is evaluated: tasks trained once may differ in these alone.
+EVALUATION_KEYS = ("dataset", "eval_split", "eval_size", "eval_seed", "metrics", "references", "stop")
+
+
+def check_shared_training(tasks: Mapping[str, Mapping[str, Any]], data_root: str) -> None:
+    """Stop unless every task trains on the same data in the same way (the `train_once` premise): the
+    same train split (by its manifest checksum) and the same task block up to EVALUATION_KEYS."""
+    def training(spec):
+        manifest = read_json(dataset_folder(spec, data_root) / MANIFEST)
+        checksum = manifest["splits"][spec.get("train_split", "train")]["sha256"]
+        return checksum, {k: v for k, v in spec.items() if k not in EVALUATION_KEYS}
+
+    first, *others = tasks
+    differ = [name for name in others if training(tasks[name]) != training(tasks[first])]
+    if differ:
+        raise SystemExit(f"train_once: tasks {differ} do not train as {first!r} does (train split or task block)")
+
+
 def run_jobs(settings: Mapping[str, Any], records: list[str], *, data_root: str, models_root: str):
     """Every run of `records`, in their order; with `train_once`, the tasks of one method and seed share
     a training set (commonsense_170k in every Table 2 task's train split): it is trained once, on the
@@ -149,6 +170,10 @@ def run_jobs(settings: Mapping[str, Any], records: list[str], *, data_root: str,
         method, task, seed = record_run(record)
         key = (method, seed) if settings.get("train_once") else (method, seed, task)
         runs.setdefault(key, []).append((task, record.removesuffix("/metrics.json")))
+    if settings.get("train_once"):
+        tasks = lm_tasks(settings)
+        check_shared_training({task: tasks[task] for task in dict.fromkeys(t for ts in runs.values() for t, _ in ts)},
+                              data_root)
     for (method, seed, *_), targets in runs.items():
         (task, folder), others = targets[0], targets[1:]
         also = {other_folder: run_params(settings, other_task, method, seed) for other_task, other_folder in others}
