@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECORD = {"kind": "cloze", "template": "{passage}\n-", "option": " {query}", "placeholder": "@placeholder",
           "max_length": 48}
 SQUAD = {"kind": "generation", "template": "Title: {title}\nContext: {context}\nQuestion: {question}\nAnswer:",
-         "target": " {answer}", "references": "answers", "stop": "\n", "metrics": ["token_f1", "exact_match"],
+         "target": " {answer}\n", "references": "answers", "stop": "\n", "metrics": ["token_f1", "exact_match"],
          "max_length": 48, "max_target_length": 6}
 
 
