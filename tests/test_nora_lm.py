@@ -135,8 +135,7 @@ def test_job_writes_one_record_per_method_and_seed(assets, tmp_path, capsys):
     runs = [(m, seed) for m in s["methods"] for seed in (0, 1)]
     records = [str(tmp_path / m / "task=sst2" / f"seed={seed}" / "metrics.json") for m, seed in runs]
     params = {k: v for k, v in s.items() if k not in ("experiment", "threads")}
-    job.main(["--params", json.dumps(params), "--experiment", "table4", "--task", "sst2", "--threads", "1",
-              "--records", *records])
+    job.main(["--params", json.dumps(params), "--experiment", "table4", "--threads", "1", "--records", *records])
     frame = load_records(records)
     assert frame[["method", "seed"]].apply(tuple, axis=1).tolist() == runs
     assert (frame["status"] == "ok").all() and (frame["experiment"] == "table4").all()
@@ -151,8 +150,9 @@ def test_job_writes_one_record_per_method_and_seed(assets, tmp_path, capsys):
     lm_metrics = {query["metric"] for claim in claims for query in (claim["quantity"], claim.get("versus"))
                   if query and query["runs"]["experiment"] in ("table2", "table4")}
     assert lm_metrics and {f"metrics.{m}" for m in lm_metrics} <= set(frame.columns)
-    with pytest.raises(SystemExit):
-        job.main(["--params", json.dumps(params), "--experiment", "table4", "--task", "sst2", "--records", records[0]])
+    with pytest.raises(SystemExit):  # a task the experiment does not have
+        job.main(["--params", json.dumps(params), "--experiment", "table4",
+                  "--records", str(tmp_path / "lora" / "task=gone" / "seed=0" / "metrics.json")])
 
 
 # -- Table 2 stand-in data ------------------------------------------------------------------------
@@ -200,3 +200,37 @@ def test_figure_2_draws_one_panel_per_task(tmp_path):
     figure_2(fake_records(), outputs)
     assert all(p.stat().st_size > 0 for p in outputs)
 
+
+
+def test_train_once_trains_each_method_and_seed_once_and_scores_every_task(assets, tmp_path):
+    """Table 2's protocol: tasks sharing a training set (here the same data, two test sets) train once."""
+    data = assets["data"]["sentiment"]
+    s = settings(assets, train_once=True, seeds=1, tasks={"sst2": {"dataset": str(data), **TASK},
+                                                          "again": {"dataset": str(data), **TASK, "eval_size": 8}})
+    s["methods"] = {"lora": s["methods"]["lora"]}
+    records = [str(tmp_path / "lora" / f"task={task}" / "seed=0" / "metrics.json") for task in ("sst2", "again")]
+    runs = list(job.run_jobs(s, records, data_root=".", models_root="."))
+    assert len(runs) == 1  # one training run, two records
+    first, second = (json.loads(Path(r).read_text()) for r in records)
+    assert first["params"]["task_name"] == "sst2" and second["params"]["task_name"] == "again"
+    assert second["params"]["task"]["eval_size"] == 8 and second["metrics"]["trainable_params"] == first["metrics"]["trainable_params"]
+    assert second["metrics"]["train_loss_last"] == first["metrics"]["train_loss_last"]
+    assert 0.0 <= second["metrics"]["accuracy"] <= 1.0 and second["metrics"]["best_accuracy"] == second["metrics"]["accuracy"]
+    trace = pd.read_parquet(Path(records[1]).with_name("trace.parquet"))
+    assert trace["eval_accuracy"].iloc[-1] == second["metrics"]["accuracy"] and trace["eval_accuracy"].iloc[:-1].isna().all()
+    separate = list(job.run_jobs({**s, "train_once": False}, [str(tmp_path / "x" / "lora" / "task=again" / "seed=0" / "metrics.json")],
+                                 data_root=".", models_root="."))
+    assert separate[0]["metrics"]["train_loss_last"] == first["metrics"]["train_loss_last"]  # trained on the same data
+    other = {**s, "tasks": {**s["tasks"], "again": {**s["tasks"]["again"], "template": "{text} . review :"}}}
+    with pytest.raises(SystemExit, match="again"):  # a task that trains differently cannot share the run
+        list(job.run_jobs(other, records, data_root=".", models_root="."))
+
+
+def test_each_record_holds_its_folders_method_whatever_the_json_key_order(assets, tmp_path):
+    """Rules pass settings as JSON with sorted keys and records in config order: the runs follow the paths."""
+    s = settings(assets, seeds=1)
+    s["methods"] = {"nora_plus": s["methods"]["nora_plus"], "lora": s["methods"]["lora"]}  # not alphabetical
+    records = [str(tmp_path / m / "task=sst2" / "seed=0" / "metrics.json") for m in s["methods"]]
+    params = {k: v for k, v in s.items() if k not in ("experiment", "threads")}
+    job.main(["--params", json.dumps(params, sort_keys=True), "--experiment", "table4", "--records", *records])
+    assert [json.loads(Path(r).read_text())["method"] for r in records] == ["nora_plus", "lora"]

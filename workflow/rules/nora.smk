@@ -33,26 +33,25 @@ for _exp in NORA_MF_EXPERIMENTS:
 
 # Language-model runs (Tables 2 and 4, Figure 2) through the fine-tuning engine: one job per task, its
 # methods and seeds one after another in the process (a run takes a minute on a CPU; the imports
-# alone take a quarter of that).
+# alone take a quarter of that); with `train_once`, one job per method (see nora_lm_jobs).
 for _exp in NORA_LM_EXPERIMENTS:
-    for _task, _runs in nora_lm_jobs(_exp):
+    for _job, _tasks, _runs in nora_lm_jobs(_exp):
 
         rule:
             name:
-                f"nora_{_exp}_{_task}"
+                f"nora_{_exp}_{_job}"
             input:
-                **nora_lm_assets(_exp, _task),
+                **nora_lm_assets(_exp, _tasks),
             output:
                 records=nora_job_records(_exp, _runs),
                 traces=nora_job_records(_exp, _runs, name="trace.parquet"),
             params:
                 cfg=nora_lm_params(_exp),
                 experiment=_exp,
-                task=_task,
             log:
-                f"results/logs/nora/{_exp}/{_task}.log",
+                f"results/logs/nora/{_exp}/{_job}.log",
             benchmark:
-                f"results/benchmarks/rules/nora/{_exp}/{_task}.tsv"
+                f"results/benchmarks/rules/nora/{_exp}/{_job}.tsv"
             group: group_for("nora", _exp)
             threads: threads_for("nora", _exp)
             resources:
@@ -63,7 +62,7 @@ for _exp in NORA_LM_EXPERIMENTS:
                 ENV_GPU if gpu_for("nora", _exp) else ENV_CPU
             shell:
                 "python -m lorarepro.experiments.nora.finetune --params {params.cfg:q} --experiment {params.experiment}"
-                " --task {params.task} --threads {threads} --records {output.records}"
+                " --threads {threads} --records {output.records}"
                 " --data-root $(dirname {input.data}) --models-root $(dirname {input.model}) > {log} 2>&1"
 
 

@@ -5,6 +5,7 @@ the same columns, so experiments never care where a data set came from:
   sentence tasks: text, label            pair tasks: sentence1, sentence2, label
   images:         pixels (flat uint8), label
   media:          image or audio (the encoded file's bytes: PNG/JPEG, WAV), label
+  cloze (ReCoRD): passage, query, candidates, answers    QA (SQuAD): title, context, question, answers, answer
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class HubSource:
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    task: str  # regression | classification | pair_classification | image_classification | generation | text
+    task: str  # regression | classification | pair_classification | image_classification | generation | cloze | text
     description: str
     bundled: Callable[[int], dict[str, pd.DataFrame]] | None = None
     hub: HubSource | None = None
@@ -70,6 +71,23 @@ def _encoded_media(column: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
 
 # GLUE / SuperGLUE test splits have no labels: the validation split serves as test (as in the papers).
 _GLUE_SPLITS = {"train": "train", "validation": "validation", "test": "validation"}
+
+
+def _record_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """SuperGLUE ReCoRD as a cloze task: the passage with its `@highlight` lines as "- " bullets (as
+    GPT-3 and MeZO render them), the query with its `@placeholder`, the passage's entities as the
+    candidates, and the entities that fill the placeholder as the answers."""
+    return pd.DataFrame({"passage": frame["passage"].str.replace("@highlight\n", "- ", regex=False),
+                         "query": frame["query"],
+                         "candidates": frame["entities"].map(list), "answers": frame["answers"].map(list)})
+
+
+def _squad_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """SQuAD v1.1 with every annotated answer text (`answers`) and the first one (`answer`, the
+    training target, as MeZO trains on it)."""
+    answers = frame["answers"].map(lambda a: [str(t) for t in a["text"]])
+    return pd.DataFrame({"title": frame["title"], "context": frame["context"], "question": frame["question"].str.strip(),
+                         "answers": answers, "answer": answers.str[0]})
 
 # LLM-Adapters' commonsense sets (NoRA Table 2): train on commonsense_170k, test on each set's test.json.
 # They live in the LLM-Adapters repository, not on the hub: give the files with `data.hub_overrides`,
@@ -125,6 +143,10 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("wic", "pair_classification", "SuperGLUE WiC", None, HubSource("aps/super_glue", "wic", _GLUE_SPLITS)),
         DatasetSpec("wsc", "classification", "SuperGLUE WSC (wsc.fixed)", None, HubSource("aps/super_glue", "wsc.fixed", _GLUE_SPLITS)),
         DatasetSpec("multirc", "pair_classification", "SuperGLUE MultiRC", None, HubSource("aps/super_glue", "multirc", _GLUE_SPLITS)),
+        DatasetSpec("record", "cloze", "SuperGLUE ReCoRD: which passage entity fills the query's placeholder", None,
+                    HubSource("aps/super_glue", "record", _GLUE_SPLITS, convert=_record_rows)),
+        DatasetSpec("squad", "generation", "SQuAD v1.1 extractive question answering (validation as test)", None,
+                    HubSource("rajpurkar/squad", splits=_GLUE_SPLITS, convert=_squad_rows)),
         *_COMMONSENSE,
         DatasetSpec("e2e_nlg", "generation", "E2E NLG", None,
                     HubSource("tuetschek/e2e_nlg", columns={"text": "meaning_representation", "target": "human_reference"})),

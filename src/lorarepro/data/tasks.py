@@ -9,6 +9,8 @@ A task block of the run parameters names the data set and how to read it:
      target: " {sentence2}"}
     {dataset: stsb, kind: selection, where: "source == 'MSRpar'", answer_where: "label >= 4", candidates: 5,
      train_size: 16, eval_split: rest}
+    {dataset: record, kind: cloze, template: "{passage}\\n-", option: " {query}", placeholder: "@placeholder"}
+    {dataset: squad, kind: generation, template: "…Answer:", target: " {answer}", references: answers}
 
 Kinds: `regression` and `classification` feed an encoder with a head (pairs are encoded as one
 `s1 [SEP] s2` input, or, with `pair_encoding: bi`, each sentence alone for a bi-encoder head; a
@@ -18,7 +20,12 @@ after the last prompt token; masked LM: at the `{mask}` slot; seq2seq: as the de
 `generation` trains on a prompt -> target continuation and scores greedy generations;
 `selection` picks the true `sentence2` of a pair among `candidates` sentences (ConvAI2's next-utterance
 selection on sentence pairs): an encoder with a one-output head scores every `sentence1 [SEP] candidate`
-input, trained by cross-entropy over the candidates (see `selection_examples`).
+input, trained by cross-entropy over the candidates (see `selection_examples`);
+`cloze` is `prompted` with candidates of its own per example (ReCoRD's entities, column `candidates`):
+each candidate continues the prompt as `option`, with the candidate as `{candidate}` or in place of
+the `placeholder` text; every answer (column `answers`) is one of them (see `_encode_cloze`).
+A generation task's `references` names a column of acceptable answers (SQuAD's annotations): the
+metrics then compare a prediction with each of them.
 
 Examples are plain dicts of Python lists; `collate` pads a list of them into tensors. Evaluation
 batches are sorted by length (about twice as fast as shuffled batches on a CPU), and carry each
@@ -38,9 +45,10 @@ import torch
 
 from lorarepro.data.materialize import load_split
 
-KINDS = ("regression", "classification", "prompted", "generation", "selection")
+KINDS = ("regression", "classification", "prompted", "generation", "selection", "cloze")
 DEFAULT_METRICS = {"regression": ["pearson", "spearman"], "classification": ["accuracy", "f1"],
-                   "prompted": ["accuracy", "f1"], "generation": ["exact_match", "bleu", "rouge_l"], "selection": ["accuracy"]}
+                   "prompted": ["accuracy", "f1"], "generation": ["exact_match", "bleu", "rouge_l"], "selection": ["accuracy"],
+                   "cloze": ["accuracy"]}
 # Causal-LM continuations are tokenised after this probe, so a leading space is read as it would be mid-text.
 _PROBE = "Answer:"
 
@@ -137,8 +145,32 @@ def _encode_generation(frame, tokenizer, spec, model_kind: str) -> list[dict[str
             continue
         prompt = _prompt_ids(tokenizer, spec["template"].format(**row), max_prompt)
         target = continuation_ids(tokenizer, target_text)[: max_target - 1] + [tokenizer.eos_token_id]
+        reference = [str(a).strip() for a in row[spec["references"]]] if spec.get("references") else target_text.strip()
         out.append({"input_ids": prompt + target, "labels": [-100] * len(prompt) + target,
-                    "prompt_length": len(prompt), "reference": target_text.strip()})
+                    "prompt_length": len(prompt), "reference": reference})
+    return out
+
+
+def _encode_cloze(frame, tokenizer, spec, model_kind: str) -> list[dict[str, Any]]:
+    """One example per row: the prompt's ids, every candidate's continuation ids under `choices`, the
+    indices of the correct candidates under `answers` and the first of them as `label`. Candidates are
+    the row's `candidates` then any answer missing from them, each once; the prompt is cut from the
+    left so that the longest continuation fits in `max_length`."""
+    if model_kind != "causal_lm":
+        raise ValueError(f"cloze tasks score continuations of a causal LM, not a {model_kind} model")
+    placeholder = spec.get("placeholder")
+    out = []
+    for row in frame.to_dict("records"):
+        answers = [str(a) for a in row[spec.get("answers_field", "answers")]]
+        candidates = list(dict.fromkeys([str(c) for c in row[spec.get("candidates_field", "candidates")]] + answers))
+        options = []
+        for candidate in candidates:
+            text = spec["option"].format(**row, candidate=candidate)
+            options.append(continuation_ids(tokenizer, text.replace(placeholder, candidate) if placeholder else text))
+        prompt = _prompt_ids(tokenizer, spec["template"].format(**row),
+                             spec.get("max_length", 256) - max(len(o) for o in options))
+        correct = [candidates.index(a) for a in dict.fromkeys(answers)]
+        out.append({"input_ids": prompt, "choices": options, "answers": correct, "label": correct[0]})
     return out
 
 
@@ -239,6 +271,11 @@ def _encode_selection(rows: pd.DataFrame, tokenizer, max_length: int) -> list[di
              "choices": [{key: enc[key][i * k + j] for key in keys} for j in range(k)]} for i in range(len(rows))]
 
 
+def dataset_folder(spec: Mapping[str, Any], data_root: str | os.PathLike = "resources/data") -> Path:
+    """Where a task block's data set lives: `dataset` itself if it is a folder, else under `data_root`."""
+    return Path(spec["dataset"]) if Path(spec["dataset"]).is_dir() else Path(data_root) / spec["dataset"]
+
+
 def load_task(spec: Mapping[str, Any], tokenizer, *, model_kind: str = "encoder", seed: int = 0,
               data_root: str | os.PathLike = "resources/data") -> TaskData:
     """Read, select and encode a data set as the task block `spec` says.
@@ -249,7 +286,7 @@ def load_task(spec: Mapping[str, Any], tokenizer, *, model_kind: str = "encoder"
     kind = spec["kind"]
     if kind not in KINDS:
         raise ValueError(f"unknown task kind {kind!r}; allowed values are {list(KINDS)}")
-    folder = Path(spec["dataset"]) if Path(spec["dataset"]).is_dir() else Path(data_root) / spec["dataset"]
+    folder = dataset_folder(spec, data_root)
     subset_seed = spec.get("subset_seed", seed)
     metrics = list(spec.get("metrics") or DEFAULT_METRICS[kind])
     if kind == "selection":
@@ -273,6 +310,9 @@ def load_task(spec: Mapping[str, Any], tokenizer, *, model_kind: str = "encoder"
         else:
             data.num_labels = int(spec.get("num_labels") or max(train["label"].max(), evaluation["label"].max()) + 1)
         return data
+    if kind == "cloze":
+        return TaskData(kind, _encode_cloze(train, tokenizer, spec, model_kind),
+                        _encode_cloze(evaluation, tokenizer, spec, model_kind), metrics, pad, info=info)
     if kind == "prompted":
         words = spec["label_words"]
         return TaskData(kind, _encode_prompted(train, tokenizer, spec, model_kind),

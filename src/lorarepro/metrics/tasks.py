@@ -1,8 +1,11 @@
 """Task scores of fine-tuned models: the GLUE metrics (accuracy, F1, Matthews, Pearson/Spearman),
-exact match for generated answers, and BLEU/ROUGE for generated text (as the E2E NLG evaluation).
+exact match and SQuAD's token F1 for generated answers, and BLEU/ROUGE for generated text (as the
+E2E NLG evaluation).
 
 Every function takes predictions and references as sequences and returns a plain float; scores are
 fractions in [0, 1] (BLEU is rescaled from sacrebleu's 0-100), so tables can print them side by side.
+A reference may be a list of acceptable answers (ReCoRD's entities, SQuAD's annotations): `accuracy`
+then counts a prediction among them as correct, and `exact_match`/`token_f1` take the best one.
 """
 
 from __future__ import annotations
@@ -14,7 +17,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 
+def _answers(ref) -> list:
+    return list(ref) if isinstance(ref, (list, tuple, set, np.ndarray)) else [ref]
+
+
 def accuracy(pred: Sequence, ref: Sequence) -> float:
+    if any(isinstance(r, (list, tuple, set, np.ndarray)) for r in ref):
+        return float(np.mean([p in _answers(r) for p, r in zip(pred, ref, strict=True)]))
     pred, ref = np.asarray(pred), np.asarray(ref)
     return float((pred == ref).mean())
 
@@ -56,8 +65,26 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
-def exact_match(pred: Sequence[str], ref: Sequence[str]) -> float:
-    return float(np.mean([normalize_answer(p) == normalize_answer(r) for p, r in zip(pred, ref, strict=True)]))
+def exact_match(pred: Sequence[str], ref: Sequence) -> float:
+    return float(np.mean([max(normalize_answer(p) == normalize_answer(r) for r in _answers(refs))
+                          for p, refs in zip(pred, ref, strict=True)]))
+
+
+def _token_f1(pred: str, ref: str) -> float:
+    """F1 of the normalised word multisets of one prediction and one answer (the SQuAD v1.1 script)."""
+    from collections import Counter
+
+    p, r = normalize_answer(pred).split(), normalize_answer(ref).split()
+    shared = sum((Counter(p) & Counter(r)).values())
+    if shared == 0:
+        return 0.0
+    precision, recall = shared / len(p), shared / len(r)
+    return 2 * precision * recall / (precision + recall)
+
+
+def token_f1(pred: Sequence[str], ref: Sequence) -> float:
+    """SQuAD's F1: per question the best word-overlap F1 over its answers, averaged over questions."""
+    return float(np.mean([max(_token_f1(p, r) for r in _answers(refs)) for p, refs in zip(pred, ref, strict=True)]))
 
 
 def bleu(pred: Sequence[str], ref: Sequence[str]) -> float:
@@ -82,6 +109,7 @@ METRICS: dict[str, Callable[[Sequence, Sequence], float]] = {
     "pearson": pearson,
     "spearman": spearman,
     "exact_match": exact_match,
+    "token_f1": token_f1,
     "bleu": bleu,
     "rouge_l": rouge_l,
 }

@@ -7,7 +7,9 @@ predictions that the task's metrics compare with its references.
   (MeZO's `train_as_classification`); the prediction is the most likely word;
 - generation: token cross-entropy on the target continuation; greedy decoding for predictions;
 - selection: the head's score of every (sentence, candidate) input, cross-entropy over each example's
-  candidates (ConvAI2's next-utterance selection); the prediction is the best-scored candidate.
+  candidates (ConvAI2's next-utterance selection); the prediction is the best-scored candidate;
+- cloze: each example's own candidates continue its prompt (ReCoRD); LM loss on the correct one, the
+  prediction is the candidate of highest mean token log-likelihood.
 """
 
 from __future__ import annotations
@@ -97,12 +99,16 @@ class Prompted(Objective):
 
     def _sequence_scores(self, model, examples, candidates) -> torch.Tensor:
         """Multi-token label words (or a seq2seq model): the summed log-probability of each word's tokens."""
-        n, k = len(examples), len(candidates)
+        pairs = [(e["input_ids"], c) for e in examples for c in candidates]
+        return self.continuation_logprobs(model, pairs)[0].view(len(examples), len(candidates))
+
+    def continuation_logprobs(self, model: nn.Module, pairs: Sequence[tuple[list[int], list[int]]]):
+        """log p(continuation | prompt), summed over the continuation's tokens, of every (prompt ids,
+        continuation ids) pair in one forward pass; and each continuation's token count."""
         if self.model_kind == "seq2seq_lm":
-            expanded = [{"input_ids": e["input_ids"], "labels": c} for e in examples for c in candidates]
+            expanded = [{"input_ids": prompt, "labels": c} for prompt, c in pairs]
         else:
-            expanded = [{"input_ids": e["input_ids"] + c, "labels": [-100] * len(e["input_ids"]) + c}
-                        for e in examples for c in candidates]
+            expanded = [{"input_ids": prompt + c, "labels": [-100] * len(prompt) + c} for prompt, c in pairs]
         batch = self.batch(expanded)
         logits = model(**self.inputs(batch), **({"labels": batch["labels"]} if self.model_kind == "seq2seq_lm"
                                                  else {})).logits
@@ -111,7 +117,8 @@ class Prompted(Objective):
         if self.model_kind != "seq2seq_lm":
             logits, labels = logits[:, :-1], labels[:, 1:]
         logp = logits.log_softmax(-1).gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
-        return (logp * (labels != -100)).sum(-1).view(n, k)
+        kept = labels != -100
+        return (logp * kept).sum(-1), kept.sum(-1)
 
     def loss(self, model, examples):
         labels = torch.tensor([e["label"] for e in examples], device=self.device)
@@ -121,12 +128,50 @@ class Prompted(Objective):
         return self.scores(model, examples).argmax(-1).tolist()
 
 
+class Cloze(Prompted):
+    """Candidates of each example's own (ReCoRD's entities) as continuations of its prompt, scored as
+    MeZO scores them: the prediction is the candidate of highest mean per-token log-probability, and
+    training is the language-model loss of the first correct candidate's tokens (`train_as: lm`) or,
+    with `train_as: classification`, cross-entropy over the candidates' scores. A forward pass holds at
+    most `score_batch` continuations (passages times candidates outgrow memory otherwise)."""
+
+    def __init__(self, *args, train_as: str = "lm", score_batch: int = 16, **kwargs):
+        super().__init__(*args, **kwargs)
+        if train_as not in ("lm", "classification"):
+            raise ValueError(f"unknown train_as {train_as!r}; allowed values are ['lm', 'classification']")
+        self.train_as, self.score_batch = train_as, score_batch
+
+    def scores(self, model, examples):
+        """Mean log-probability per token of every candidate: [batch, most candidates], -inf where an
+        example has fewer."""
+        pairs = [(e["input_ids"], c) for e in examples for c in e["choices"]]
+        chunks = [self.continuation_logprobs(model, pairs[i: i + self.score_batch])
+                  for i in range(0, len(pairs), self.score_batch)]
+        mean = torch.cat([total / count for total, count in chunks])
+        out = mean.new_full((len(examples), max(len(e["choices"]) for e in examples)), float("-inf"))
+        start = 0
+        for row, example in enumerate(examples):
+            k = len(example["choices"])
+            out[row, :k] = mean[start: start + k]
+            start += k
+        return out
+
+    def loss(self, model, examples):
+        if self.train_as == "classification":
+            return super().loss(model, examples)
+        total, count = self.continuation_logprobs(model, [(e["input_ids"], e["choices"][e["label"]]) for e in examples])
+        return -total.sum() / count.sum()
+
+    def reference(self, example):
+        return example["answers"]
+
+
 class Generation(Objective):
     """Token cross-entropy on the target; greedy decoding of at most `max_new_tokens` for predictions."""
 
-    def __init__(self, *args, max_new_tokens: int = 64, **kwargs):
+    def __init__(self, *args, max_new_tokens: int = 64, stop: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens, self.stop = max_new_tokens, stop
 
     def loss(self, model, examples):
         batch = self.batch(examples)
@@ -144,7 +189,10 @@ class Generation(Objective):
         out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                              max_new_tokens=self.max_new_tokens, do_sample=False,
                              pad_token_id=self.data.pad_id)
-        return [text.strip() for text in self.tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)]
+        texts = self.tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)
+        if self.stop:  # MeZO ends SQuAD's answers at the first newline
+            texts = [text.lstrip().split(self.stop)[0] for text in texts]
+        return [text.strip() for text in texts]
 
     def reference(self, example):
         return example["reference"]
@@ -167,7 +215,7 @@ class Selection(Objective):
 
 
 OBJECTIVES = {"regression": Regression, "classification": Classification, "prompted": Prompted,
-              "generation": Generation, "selection": Selection}
+              "generation": Generation, "selection": Selection, "cloze": Cloze}
 
 
 def make_objective(data: TaskData, *, model_kind: str, device, tokenizer=None, **options) -> Objective:

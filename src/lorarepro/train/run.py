@@ -20,6 +20,7 @@ median step time and the number of trainable parameters.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import statistics
 from pathlib import Path
@@ -37,10 +38,12 @@ from lorarepro.optim.lora_optimizers import build_optimizer
 from lorarepro.records import Stopwatch, write_run
 from lorarepro.seeding import seed_everything
 from lorarepro.train.checkpoint import FILE as CHECKPOINT_FILE
-from lorarepro.train.loop import TrainConfig, train
+from lorarepro.train.loop import TrainConfig, TrainResult, evaluate, train
 from lorarepro.train.objectives import make_objective
 
 TASK_TYPES = {"causal_lm": "CAUSAL_LM", "seq2seq_lm": "SEQ_2_SEQ_LM"}
+# Task-block keys that configure a kind's objective rather than its data.
+OBJECTIVE_OPTIONS = {"generation": ("stop",), "cloze": ("train_as", "score_batch")}
 # A probe sees the adapted model before training; what it returns sees the trained model and its
 # run folder, and gives extra metrics for the record.
 Probe = Callable[[torch.nn.Module], Callable[[torch.nn.Module, Path], Mapping[str, Any]]]
@@ -65,12 +68,21 @@ def load(params: Mapping[str, Any], *, data_root="resources/data", models_root="
     model_spec, task_spec = params["model"], params["task"]
     kind = model_spec.get("kind", "encoder")
     tokenizer = load_tokenizer(resolve_model(model_spec["name"], models_root))
-    data = load_task(task_spec, tokenizer, model_kind=kind, seed=int(params.get("seed", 0)), data_root=data_root)
+    data, objective = task_objective(task_spec, tokenizer, model_kind=kind, device=device,
+                                     seed=int(params.get("seed", 0)), data_root=data_root)
     model = load_model(model_spec, num_labels=data.num_labels, pad_token_id=tokenizer.pad_token_id,
                        models_root=models_root).to(device)
-    options = {"max_new_tokens": task_spec.get("max_target_length", 64)} if data.kind == "generation" else {}
-    objective = make_objective(data, model_kind=kind, device=device, tokenizer=tokenizer, **options)
     return model, tokenizer, data, objective
+
+
+def task_objective(task_spec: Mapping[str, Any], tokenizer, *, model_kind: str, device, seed: int = 0,
+                   data_root="resources/data"):
+    """A task block's data and objective for a model of `model_kind`."""
+    data = load_task(task_spec, tokenizer, model_kind=model_kind, seed=seed, data_root=data_root)
+    options = {key: task_spec[key] for key in OBJECTIVE_OPTIONS.get(data.kind, ()) if key in task_spec}
+    if data.kind == "generation":
+        options["max_new_tokens"] = task_spec.get("max_target_length", 64)
+    return data, make_objective(data, model_kind=model_kind, device=device, tokenizer=tokenizer, **options)
 
 
 def attach_adapter(model, objective, adapter_spec: Mapping[str, Any], *, seed: int, model_kind: str = "encoder"):
@@ -115,12 +127,18 @@ def summarize(result, info) -> dict[str, Any]:
 
 
 def finetune(params: Mapping[str, Any], out_dir: str | os.PathLike, *, data_root="resources/data",
-             models_root="resources/models", probe: Probe | None = None) -> dict[str, Any]:
+             models_root="resources/models", probe: Probe | None = None,
+             also_evaluate: Mapping[str | os.PathLike, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Run one fine-tuning job and write its record into `out_dir`; returns the record.
 
     `probe(model)`, if given, sees the adapted model before training and returns `finish(trained,
     out_dir)`, which sees it after training and returns extra metrics for the record (how its weights
     moved, the ranks of the learned updates); it may write files of its own into `out_dir`.
+
+    `also_evaluate` maps further run folders to their parameters (this run's, with another task
+    block): tasks that share this run's training set are trained once and scored each on its own
+    evaluation split. Each gets a record of its own, with this run's training trace and its task's
+    final metrics (as `<metric>` and `best_<metric>`).
 
     A checkpoint (every `train.checkpoint_every` steps) lives in `out_dir` while the job runs and is
     removed once the record is written; a rerun of a killed job resumes from it.
@@ -128,19 +146,38 @@ def finetune(params: Mapping[str, Any], out_dir: str | os.PathLike, *, data_root
     out_dir = Path(out_dir)
     device = resolve_device(params.get("device", "auto"))
     config = TrainConfig.from_dict(params["train"])
+    seed = int(params.get("seed", 0))
+    kind = params["model"].get("kind", "encoder")
     with Stopwatch(str(device)) as watch:
-        model, _, data, objective, info = setup(params, data_root=data_root, models_root=models_root)
+        model, tokenizer, data, objective, info = setup(params, data_root=data_root, models_root=models_root)
         finish = probe(model) if probe is not None else None
         optimizer = build_optimizer(model, params["optimizer"])
-        result = train(model, objective, optimizer, config, seed=int(params.get("seed", 0)),
+        result = train(model, objective, optimizer, config, seed=seed,
                        checkpoint_dir=out_dir if config.checkpoint_every else None, extra_state=info.moved_base)
         probed = finish(model, out_dir) if finish is not None else {}
-    adapter = params["adapter"]
-    record = write_run(
-        out_dir, paper=params.get("paper", "engine"), experiment=params.get("experiment", data.kind),
-        method=params.get("method", adapter.get("init", "default")), seed=int(params.get("seed", 0)),
-        scale=params.get("scale", "default"), params=dict(params), metrics={**summarize(result, info), **probed},
-        runtime=watch.runtime(), trace=pd.DataFrame(result.trace), diverged_at=result.diverged_at)
-    (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
-    return record
+        others = {Path(folder): run for folder, run in (also_evaluate or {}).items()}
+        scores = {}
+        for folder, other in others.items():
+            other_data, other_objective = task_objective(other["task"], tokenizer, model_kind=kind, device=device,
+                                                         seed=seed, data_root=data_root)
+            scores[folder] = evaluate(model, other_objective, other_data.eval, config.eval_batch_size)
+    runtime = watch.runtime()
 
+    def record(folder: Path, run: Mapping[str, Any], outcome: TrainResult, trace: pd.DataFrame) -> dict[str, Any]:
+        return write_run(
+            folder, paper=run.get("paper", "engine"), experiment=run.get("experiment", data.kind),
+            method=run.get("method", run["adapter"].get("init", "default")), seed=seed,
+            scale=run.get("scale", "default"), params=dict(run), metrics={**summarize(outcome, info), **probed},
+            runtime=runtime, trace=trace, diverged_at=outcome.diverged_at)
+
+    trace = pd.DataFrame(result.trace)
+    main = record(out_dir, params, result, trace)
+    training = trace.drop(columns=[c for c in trace.columns if c.startswith("eval_")])
+    for folder, metrics in scores.items():  # the training trace, the other task's scores on its last row
+        other_trace = training.copy()
+        for name, value in metrics.items():
+            other_trace.loc[other_trace.index[-1], f"eval_{name}"] = value
+        step = int(other_trace["step"].iloc[-1])
+        record(folder, others[folder], dataclasses.replace(result, evals=[{"step": step, **metrics}]), other_trace)
+    (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+    return main

@@ -23,18 +23,25 @@ def nora_runs(experiment):
 
 
 def nora_lm_jobs(experiment):
-    """(task, its run folders as (method, setting)) of every language-model job: one job per task runs
-    every method and seed (methods in config order, seeds within a method, as the script expects)."""
-    jobs = {}
-    for method, task, setting in nora_lm_grid(settings("nora", experiment)):
-        jobs.setdefault(task, []).append((method, setting))
-    return list(jobs.items())
-
-
-def nora_lm_assets(experiment, task):
-    """The data set and pretrained model a language-model job reads (the DAG materialises them first)."""
+    """(job name, its tasks, its run folders as (method, setting)) of every language-model job: one job
+    per task runs every method and seed; with `train_once` (tasks that share a training set), one job
+    per method runs its seeds, each trained once and scored on every task."""
     config_of = settings("nora", experiment)
-    return {"data": dataset_dir(nora_lm_tasks(config_of)[task]["dataset"]), "model": model_dir(config_of["model"]["name"])}
+    jobs = {}
+    for method, task, setting in nora_lm_grid(config_of):
+        tasks, runs = jobs.setdefault(method if config_of.get("train_once") else task, ([], []))
+        tasks.append(task)
+        runs.append((method, setting))
+    return [(name, list(dict.fromkeys(tasks)), runs) for name, (tasks, runs) in jobs.items()]
+
+
+def nora_lm_assets(experiment, tasks):
+    """The data sets and pretrained model a language-model job reads (the DAG materialises them first):
+    the first task's under `data` (its folder names the data root), the other tasks' under `more_data`."""
+    config_of = settings("nora", experiment)
+    folders = list(dict.fromkeys(dataset_dir(nora_lm_tasks(config_of)[task]["dataset"]) for task in tasks))
+    assets = {"data": folders[0], "model": model_dir(config_of["model"]["name"])}
+    return {**assets, "more_data": folders[1:]} if len(folders) > 1 else assets
 
 
 def nora_job_records(experiment, runs, name="metrics.json"):

@@ -1,7 +1,9 @@
-"""NoRA's language-model runs (Tables 2 and 4, Figure 2): one task, every method and seed, in one
-process (Python, torch and transformers load once; each run reloads the pretrained model).
+"""NoRA's language-model runs (Tables 2 and 4, Figure 2): one job's runs in one process (Python, torch
+and transformers load once; each run reloads the pretrained model), a job being one task's methods
+and seeds, or, with `train_once` (Table 2 at the paper scale), one method's seeds trained once on the
+training set its tasks share and scored on each task (see `run_jobs`).
 
-    python -m lorarepro.experiments.nora.finetune --params '<json>' --experiment table4 --task sst2 \
+    python -m lorarepro.experiments.nora.finetune --params '<json>' --experiment table4 \
         --records results/nora/table4/<method>/task=sst2/seed=<s>/metrics.json … \
         --data-root resources/data --models-root resources/models
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -33,7 +36,10 @@ import torch
 
 from lorarepro.adapters.peft_adapters import lora_layers
 from lorarepro.config import seeds_of
+from lorarepro.data.materialize import MANIFEST
+from lorarepro.data.tasks import dataset_folder
 from lorarepro.experiments.nora.grid import lm_tasks
+from lorarepro.io import read_json
 from lorarepro.metrics.spectral import most_changed_singular_values
 from lorarepro.metrics.subspace import row_space_residual
 from lorarepro.train.run import finetune
@@ -131,27 +137,69 @@ def weight_probe(settings: Mapping[str, Any]):
     return before
 
 
+def record_run(record: str) -> tuple[str, str, int]:
+    """(method, task, seed) of a run from its record path …/<method>/task=<task>/seed=<s>/metrics.json."""
+    method, setting, seed = Path(record).parts[-4:-1]
+    return method, setting.removeprefix("task="), int(seed.removeprefix("seed="))
+
+
+# Task-block keys that only say how a task is evaluated: tasks trained once may differ in these alone.
+EVALUATION_KEYS = ("dataset", "eval_split", "eval_size", "eval_seed", "metrics", "references", "stop")
+
+
+def check_shared_training(tasks: Mapping[str, Mapping[str, Any]], data_root: str) -> None:
+    """Stop unless every task trains on the same data in the same way (the `train_once` premise): the
+    same train split (by its manifest checksum) and the same task block up to EVALUATION_KEYS."""
+    def training(spec):
+        manifest = read_json(dataset_folder(spec, data_root) / MANIFEST)
+        checksum = manifest["splits"][spec.get("train_split", "train")]["sha256"]
+        return checksum, {k: v for k, v in spec.items() if k not in EVALUATION_KEYS}
+
+    first, *others = tasks
+    differ = [name for name in others if training(tasks[name]) != training(tasks[first])]
+    if differ:
+        raise SystemExit(f"train_once: tasks {differ} do not train as {first!r} does (train split or task block)")
+
+
+def run_jobs(settings: Mapping[str, Any], records: list[str], *, data_root: str, models_root: str):
+    """Every run of `records`, in their order; with `train_once`, the tasks of one method and seed share
+    a training set (commonsense_170k in every Table 2 task's train split): it is trained once, on the
+    first of them, and scored on each task's evaluation split. Yields each trained run's record."""
+    runs: dict[tuple[str, int], list[tuple[str, str]]] = {}
+    for record in records:
+        method, task, seed = record_run(record)
+        key = (method, seed) if settings.get("train_once") else (method, seed, task)
+        runs.setdefault(key, []).append((task, record.removesuffix("/metrics.json")))
+    if settings.get("train_once"):
+        tasks = lm_tasks(settings)
+        check_shared_training({task: tasks[task] for task in dict.fromkeys(t for ts in runs.values() for t, _ in ts)},
+                              data_root)
+    for (method, seed, *_), targets in runs.items():
+        (task, folder), others = targets[0], targets[1:]
+        also = {other_folder: run_params(settings, other_task, method, seed) for other_task, other_folder in others}
+        yield finetune(run_params(settings, task, method, seed), folder, data_root=data_root, models_root=models_root,
+                       probe=weight_probe(settings), also_evaluate=also)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=json.loads, required=True, help="the experiment's settings (JSON)")
     parser.add_argument("--experiment", required=True, help="table4 or table2: the records' experiment")
-    parser.add_argument("--task", required=True)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--records", nargs="+", required=True,
-                        help="metrics.json of each run, methods in config order, seeds in order within a method")
+                        help="metrics.json of each run: …/<method>/task=<task>/seed=<s>/metrics.json")
     parser.add_argument("--data-root", default="resources/data")
     parser.add_argument("--models-root", default="resources/models")
     args = parser.parse_args(argv)
     settings = {**args.params, "experiment": args.experiment, "threads": args.threads}
-    runs = [(method, seed) for method in settings["methods"] for seed in seeds_of(settings)]
-    if len(runs) != len(args.records):
-        raise SystemExit(f"{len(runs)} runs (methods x seeds) but {len(args.records)} record paths")
-    for (method, seed), record in zip(runs, args.records):
-        params = run_params(settings, args.task, method, seed)
-        rec = finetune(params, record.removesuffix("/metrics.json"), data_root=args.data_root,
-                       models_root=args.models_root, probe=weight_probe(settings))
+    known = {(method, task, seed) for method in settings["methods"] for task in lm_tasks(settings)
+             for seed in seeds_of(settings)}
+    unknown = [record for record in args.records if record_run(record) not in known]
+    if unknown:
+        raise SystemExit(f"records of runs this experiment does not have: {unknown}")
+    for rec in run_jobs(settings, args.records, data_root=args.data_root, models_root=args.models_root):
         shown = {k: v for k, v in rec["metrics"].items() if not isinstance(v, list)}
-        print(json.dumps({"method": method, "seed": seed, "status": rec["status"], **shown}), flush=True)
+        print(json.dumps({"method": rec["method"], "seed": rec["seed"], "status": rec["status"], **shown}), flush=True)
 
 
 if __name__ == "__main__":

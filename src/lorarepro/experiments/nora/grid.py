@@ -41,10 +41,11 @@ def run_values(settings: Mapping[str, Any], method: str, setting: str) -> dict:
 
 def lm_tasks(settings: Mapping[str, Any]) -> dict[str, dict]:
     """The tasks of a language-model experiment (Tables 2 and 4) at this scale: each task block with the
-    scale's `task_sizes` (train/eval sizes, max_length) on top; a task set to null at a scale is dropped
-    (the paper scale swaps the offline stand-ins for the paper's tasks)."""
+    scale's `task_sizes` (train/eval sizes, max_length) under it, so that a task's own size wins (ReCoRD's
+    and SQuAD's long passages); a task set to null at a scale is dropped (the paper scale swaps the
+    offline stand-ins for the paper's tasks)."""
     sizes = settings.get("task_sizes") or {}
-    return {name: {**block, **sizes} for name, block in settings["tasks"].items() if block is not None}
+    return {name: {**sizes, **block} for name, block in settings["tasks"].items() if block is not None}
 
 
 def lm_runs(settings: Mapping[str, Any]) -> list[tuple[str, str, str]]:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from lorarepro.data.materialize import load_split
-from lorarepro.experiments.cli import resolve_device
+from lorarepro.device import resolve_device
 from lorarepro.experiments.ntk_lora.runs import balanced_indices
 from lorarepro.models.load import resolve_model
 from lorarepro.models.ntk_features import ClassifierReadout, classifier_layer_inputs
