@@ -11,8 +11,12 @@ modules listed in `train_modules`, e.g. a new head) is trainable afterwards.
 
 `init_options` per init: gaussian {std}; pissa {niter}; lora_ga {gamma, svd}; lora_one {scale, svd,
 oversample, niter}; spectral {gamma}; nora {xi, released_code}; lora_sb {scale};
-deep {depth, eps, width: full | <int>, compressed}. `gradient` says which training examples the
-gradient-based inits read (see train/run.py) and whether dropout is on while they do.
+deep {depth, eps, width: full | <int>, compressed}; prefix {num_virtual_tokens, init_from}. `gradient`
+says which training examples the gradient-based inits read (see train/run.py) and whether dropout is
+on while they do.
+
+`prefix` is prefix tuning of a causal LM rather than a LoRA init (see prefix): it adapts no linear
+layer, so `r`, `alpha` and `targets` do not apply to it.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from torch import nn
 from lorarepro.adapters.deep_adapter import build_factored, factored_layers
 from lorarepro.adapters.gradient import target_linears, weight_gradients
 from lorarepro.adapters.peft_adapters import PEFT_INITS, build_lora, lora_layers
+from lorarepro.adapters.prefix import build_prefix
 
 FACTORED = ("deep", "lora_sb")
-INITS = tuple(sorted(PEFT_INITS)) + FACTORED
+PROMPT_LEARNING = ("prefix",)
+INITS = tuple(sorted(PEFT_INITS)) + FACTORED + PROMPT_LEARNING
 
 
 @dataclass
@@ -75,7 +81,7 @@ def build_adapter(model: nn.Module, spec: Mapping[str, Any], *, seed: int,
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; allowed values are {list(INITS)}")
     generator = torch.Generator().manual_seed(seed)
-    targets = target_linears(model, spec["targets"])
+    targets = {} if init in PROMPT_LEARNING else target_linears(model, spec["targets"])
     grad_options = {"train_mode": bool((spec.get("gradient") or {}).get("train_mode", False))}
 
     def gradients(m: nn.Module, params: Mapping[str, nn.Parameter]) -> dict[str, torch.Tensor]:
@@ -86,7 +92,9 @@ def build_adapter(model: nn.Module, spec: Mapping[str, Any], *, seed: int,
     _sync(model)
     start = time.perf_counter()
     moved: list[str] = []
-    if init in FACTORED:
+    if init in PROMPT_LEARNING:
+        model = build_prefix(model, spec, generator=generator, task_type=task_type)
+    elif init in FACTORED:
         model = build_factored(model, targets, spec, generator=generator, gradients=gradients)
     else:
         grads = gradients(model, {n: m.weight for n, m in targets.items()}) if PEFT_INITS[init].needs_gradient else None
