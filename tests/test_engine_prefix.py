@@ -1,5 +1,6 @@
-"""Prefix tuning in the engine, on a tiny random LLaMA with grouped-query attention (4 query heads
-sharing 2 key/value heads; no download).
+"""Prefix tuning in the engine, on tiny random models (no download): a LLaMA with grouped-query attention
+(4 query heads sharing 2 key/value heads; rotary positions, SmolLM2's architecture) and an OPT (learned
+positions read from the attention mask; the paper's model).
 
 The init from real activations makes the prefix the keys and values the base model computes for n
 random tokens x; since a causal model's keys and values at x do not depend on what follows, the
@@ -24,15 +25,24 @@ VOCAB, N_PREFIX, PAD = 40, 3, 0
 SPEC = {"init": "prefix", "init_options": {"num_virtual_tokens": N_PREFIX, "init_from": "real_activations"}}
 
 
-@pytest.fixture(scope="module")
-def base():
-    from transformers import LlamaConfig, LlamaForCausalLM
+@pytest.fixture(scope="module", params=["llama_gqa", "opt"])
+def base(request):
+    from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
 
     torch.manual_seed(0)
+    if request.param == "opt":
+        config = OPTConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, ffn_dim=48,
+                           word_embed_proj_dim=32, max_position_embeddings=64, pad_token_id=PAD, bos_token_id=2,
+                           eos_token_id=1, dropout=0.0, attention_dropout=0.0)
+        return OPTForCausalLM(config).eval()
     config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                          num_key_value_heads=2, intermediate_size=48, max_position_embeddings=64,
                          pad_token_id=PAD, bos_token_id=None, eos_token_id=1, tie_word_embeddings=False)
     return LlamaForCausalLM(config).eval()
+
+
+def kv_heads(model) -> int:
+    return getattr(model.config, "num_key_value_heads", model.config.num_attention_heads)
 
 
 def prefixed(base, seed: int = 0):
@@ -61,7 +71,7 @@ def test_init_is_the_real_activations_in_peft_layout(base):
     prompt = model.get_prompt(batch_size=1)  # PEFT's own reading of its prefix embedding
     assert len(prompt.layers) == base.config.num_hidden_layers
     for got, want in zip(prompt.layers, expected.layers):
-        assert got.keys.shape == (1, 2, N_PREFIX, 8)  # key/value heads, not the 4 query heads
+        assert got.keys.shape == (1, kv_heads(base), N_PREFIX, 8)  # LLaMA: the 2 key/value heads, not the 4 query heads
         torch.testing.assert_close(got.keys, want.keys, rtol=0, atol=0)
         torch.testing.assert_close(got.values, want.values, rtol=0, atol=0)
 
@@ -70,7 +80,7 @@ def test_only_the_prefix_is_trainable(base):
     model, info = prefixed(base)
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert trainable == ["prompt_encoder.default.embedding.weight"]
-    assert info.trainable_params == N_PREFIX * 2 * 2 * (2 * 8)  # tokens × layers × (k, v) × kv heads × head dim
+    assert info.trainable_params == N_PREFIX * 2 * 2 * kv_heads(base) * 8  # tokens × layers × (k, v) × kv heads × head dim
     assert info.targets == []
 
 
