@@ -155,6 +155,21 @@ def test_job_writes_one_record_per_method_and_seed(assets, tmp_path, capsys):
                   "--records", str(tmp_path / "lora" / "task=gone" / "seed=0" / "metrics.json")])
 
 
+def test_prefix_method_runs_prefix_tuning_without_the_lora_block_or_its_checks(assets, tmp_path):
+    prefix = {"init": "prefix", "num_virtual_tokens": 5, "init_from": "real_activations", "lr": 1e-2}
+    s = settings(assets, methods={"prefix": prefix})
+    params = job.run_params(s, "sst2", "prefix", 0)
+    assert params["adapter"] == {"init": "prefix", "init_options": {"num_virtual_tokens": 5,
+                                                                    "init_from": "real_activations"}}
+    records = [str(tmp_path / "prefix" / "task=sst2" / "seed=0" / "metrics.json")]
+    shared = {k: v for k, v in s.items() if k not in ("experiment", "threads")}
+    job.main(["--params", json.dumps(shared), "--experiment", "table4", "--threads", "1", "--records", *records])
+    record = load_records(records).iloc[0]
+    assert record["status"] == "ok" and record["method"] == "prefix"
+    assert record["metrics.trainable_params"] == 5 * 2 * 2 * 32  # tokens × blocks × (key, value) × kv width
+    assert "metrics.init_delta_rel" not in record.index and "metrics.sv_change_counts" not in record.index
+
+
 # -- Table 2 stand-in data ------------------------------------------------------------------------
 def test_stsb_choice_pairs_a_paraphrase_against_a_same_source_distractor():
     from lorarepro.data.bundled import stsb, stsb_choice

@@ -15,6 +15,7 @@ Each seed is one run of the fine-tuning engine (`train.run.finetune`) with the t
     pissa      PEFT's PiSSA;  olora: PEFT's OLoRA
     nora       lora_A = ΩᵀW₀/scaling (Ω ~ N(0, ξ²)), lora_B = 0, AdamW
     nora_plus  NoRA's init and the preconditioner (NoRA+)
+    prefix     PEFT prefix tuning, MeZO's: 5 virtual tokens initialised from real activations, AdamW
     `released_code: true` on a NoRA method: the authors' released code, whose sketch never reaches
     lora_A (so it trains as LoRA / LoRA-P)
 
@@ -34,6 +35,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from lorarepro.adapters.build import PROMPT_LEARNING
 from lorarepro.adapters.peft_adapters import lora_layers
 from lorarepro.config import seeds_of
 from lorarepro.data.materialize import MANIFEST
@@ -45,13 +47,17 @@ from lorarepro.metrics.subspace import row_space_residual
 from lorarepro.train.run import finetune
 
 PAPER = "nora"
+# method keys that are options of its init (NoRA's ξ and released-code flag, the prefix's size and start)
+INIT_OPTIONS = ("xi", "released_code", "num_virtual_tokens", "init_from")
 
 
 def run_params(settings: Mapping[str, Any], task: str, method: str, seed: int) -> dict[str, Any]:
     """The engine's parameters of one run: the experiment's model/adapter/train blocks, the task's
     block and the method's init and optimizer."""
     spec = settings["methods"][method]
-    init_options = {key: spec[key] for key in ("xi", "released_code") if key in spec}
+    init_options = {key: spec[key] for key in INIT_OPTIONS if key in spec}
+    # prefix tuning adapts no linear layer: the LoRA block (r, α, targets) does not apply to it
+    adapter = {} if spec["init"] in PROMPT_LEARNING else dict(settings["adapter"])
     optimizer = {"name": "adamw", "lr": spec["lr"], "weight_decay": 0.0}
     if spec.get("preconditioned", False):
         optimizer.update(name="preconditioned_adamw", lam=settings["precondition_lambda"], normalize=True)
@@ -61,7 +67,7 @@ def run_params(settings: Mapping[str, Any], task: str, method: str, seed: int) -
         "task_name": task,
         "model": dict(settings["model"]),
         "task": lm_tasks(settings)[task],
-        "adapter": {**settings["adapter"], "init": spec["init"], "init_options": init_options},
+        "adapter": {**adapter, "init": spec["init"], "init_options": init_options},
         "optimizer": optimizer,
         "train": {**settings["train"], "progress": False},
     }
@@ -115,13 +121,16 @@ def sv_change_metrics(reference: Mapping[str, torch.Tensor], trained: Mapping[st
 
 def weight_probe(settings: Mapping[str, Any]):
     """The engine probe of these runs: the init checks (`probe.init_checks`) before training, Figure 2's
-    singular-value changes (`probe.sv_change`, if set) after it."""
+    singular-value changes (`probe.sv_change`, if set) after it; nothing for an adapter without LoRA
+    layers (prefix tuning)."""
     probe = settings.get("probe") or {}
     sv = probe.get("sv_change")
 
     @torch.no_grad()
     def before(model: torch.nn.Module):
         reference = merged_weights(model)
+        if not reference:
+            return lambda trained, out_dir: {}
         checks = init_checks(model, reference) if probe.get("init_checks", True) else {}
 
         @torch.no_grad()

@@ -187,7 +187,8 @@ TABLES = {
                 "Ours: test accuracy ×100 at the end of training, mean ± std over seeds (no dev-set selection); "
                 "avg = mean over our tasks. Paper: OPT-1.3B on the MeZO tasks; at the offline scales our tasks are "
                 "stand-ins (sst2 = Rotten Tomatoes for SST-2, paraphrase = STS-B ≥ 4 pairs in RTE's template, subj = "
-                "plot vs review sentences), so only the direction of the averages compares. Prefix tuning is not run."),
+                "plot vs review sentences), so only the direction of the averages compares. Prefix = PEFT prefix tuning as MeZO runs it (5 virtual "
+                "tokens initialised from real activations, no reparametrisation) with its own lr."),
     "table_2": (table_2, "Table 2 — commonsense reasoning: test accuracy of LoRA, LoRA-P, NoRA, NoRA+",
                 "Ours: accuracy (exact match at the paper scale) ×100 at the end of training, mean ± std over seeds. "
                 "Paper: LLaMA-2-7B on commonsense_170k; LoRA† copied from DoRA. At the offline scales the task is a "
