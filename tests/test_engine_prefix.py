@@ -19,6 +19,8 @@ import torch
 from lorarepro.adapters.build import build_adapter
 from lorarepro.adapters.prefix import prefix_embedding
 from lorarepro.data.tasks import TaskData
+from lorarepro.optim.lora_optimizers import build_optimizer
+from lorarepro.train.loop import TrainConfig, train
 from lorarepro.train.objectives import make_objective
 
 VOCAB, N_PREFIX, PAD = 40, 3, 0
@@ -139,20 +141,16 @@ def test_generation_loss_and_decoding_equal_the_base_model_on_prefix_plus_prompt
 
 
 def test_training_moves_the_prefix_only(base):
+    """A few steps of the engine's loop (every step on all four examples) lower the loss and move the
+    prefix, and nothing else."""
     model, _ = prefixed(base)
-    examples = [{"input_ids": p, "label": i % 2} for i, p in enumerate(PROMPTS)]
-    objective = prompted(examples)
+    examples = [{"input_ids": p, "label": i % 2, "index": i} for i, p in enumerate(PROMPTS)]
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     start = prefix_embedding(model).detach().clone()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    losses = []
-    for _ in range(5):
-        loss = objective.loss(model, examples)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    assert losses[-1] < losses[0]
+    config = TrainConfig(steps=5, batch_size=len(examples), eval_at_start=False, progress=False)
+    result = train(model, prompted(examples), build_optimizer(model, {"name": "adamw", "lr": 1e-2}), config, seed=0)
+    losses = [row["loss"] for row in result.trace if "loss" in row]
+    assert len(losses) == 5 and losses[-1] < losses[0]
     assert not torch.equal(prefix_embedding(model), start)
     assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if not p.requires_grad)
 
